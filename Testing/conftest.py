@@ -1,0 +1,72 @@
+"""Shared test fixtures: where the read-only data lives, and models built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SAMMED2D_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+DEMO = DATA / "sammed2d-demo"
+REFERENCE = Path(os.environ.get("SAMMED2D_REFERENCE_FIXTURES", SHARED / "fixtures" / "sammed2d-reference"))
+
+
+def require(path: Path) -> Path:
+    """Skip (with the reason) when the read-only data or fixtures are not next to the repository."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (tests read ../shared; set SAMMED2D_SHARED to point elsewhere)")
+    return path
+
+
+def read_demo_slice(name: str, bgr: bool = False) -> np.ndarray:
+    """A demo CT slice as H×W×3 uint8; ``bgr`` gives OpenCV's channel order, as the reference was fed."""
+    rgb = np.asarray(Image.open(require(DEMO / "images" / name)).convert("RGB"))
+    return rgb[..., ::-1] if bgr else rgb
+
+
+def demo_masks() -> dict[str, str]:
+    """All demo masks → their image file name (union of both SAM-Med2D JSON indexes)."""
+    test_index = json.loads((require(DEMO) / "label2image_test.json").read_text())
+    train_index = json.loads((DEMO / "image2label_train.json").read_text())
+    pairs = {**test_index, **{mask: image for image, masks in train_index.items() for mask in masks}}
+    return {Path(mask).name: Path(image).name for mask, image in sorted(pairs.items())}
+
+
+@pytest.fixture(scope="session")
+def reference_config() -> dict:
+    return json.loads((require(REFERENCE) / "tiny_config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(reference_config):
+    from sammed2d.models import ViTConfig
+
+    return ViTConfig.from_reference(reference_config["config"])
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_model(tiny_vit):
+    from sammed2d.models import load_model
+
+    return load_model("sam-med2d", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def random_tiny_model():
+    """A small SAM-Med2D network with random weights: for API behaviour that needs no real weights."""
+    from sammed2d.models import ViTConfig, load_model
+
+    return load_model("sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    from sammed2d.models import load_model
+
+    return load_model("litemedsam", device="cpu")
