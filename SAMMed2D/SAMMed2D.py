@@ -12,6 +12,7 @@ import importlib
 from typing import Optional
 
 import slicer
+from SAMMed2DLib.engine import ENGINE_PACKAGE, EngineStatus, engineStatus
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -19,7 +20,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-ENGINE_PACKAGE = "sammed2d"
 
 
 #
@@ -101,13 +101,13 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         """Show the engine version, or say plainly why it cannot be used."""
         if self.logic is None or self.engineStatusLabel is None:
             return
-        version = self.logic.engineVersion()
-        if version is not None:
-            self.engineStatusLabel.text = f"{ENGINE_PACKAGE} {version}"
+        status = self.logic.engineStatus()
+        if status.version is not None:
+            self.engineStatusLabel.text = f"{ENGINE_PACKAGE} {status.version}"
         else:
             self.engineStatusLabel.text = (
                 f"The SAM-Med2D engine package '{ENGINE_PACKAGE}' could not be imported: "
-                f"{self.logic.engineImportError()}. Reinstall the SAMMed2D extension."
+                f"{status.error}. Reinstall the SAMMed2D extension."
             )
 
 
@@ -119,31 +119,9 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
 class SAMMed2DLogic(ScriptedLoadableModuleLogic):
     """Non-GUI side of the module, usable from the Python console and from scripts."""
 
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._engineImportError: Optional[str] = None
-
-    def engineVersion(self) -> Optional[str]:
-        """Version of the importable engine package, or None if it cannot be imported.
-
-        The import happens here, not at module load, so that a broken or missing engine never
-        prevents Slicer from loading the module; the reason is kept for engineImportError().
-        """
-        try:
-            engine = importlib.import_module(ENGINE_PACKAGE)
-        except Exception as error:  # Any failure (missing file, broken dependency) means "unavailable".
-            self._engineImportError = f"{type(error).__name__}: {error}"
-            return None
-        version = getattr(engine, "__version__", None)
-        if version is None:
-            self._engineImportError = f"'{ENGINE_PACKAGE}' was imported but has no __version__"
-            return None
-        self._engineImportError = None
-        return str(version)
-
-    def engineImportError(self) -> Optional[str]:
-        """Why the last engineVersion() call returned None (None if it succeeded or was not called)."""
-        return self._engineImportError
+    def engineStatus(self) -> EngineStatus:
+        """Version of the engine package shipped with the extension, or why it cannot be imported."""
+        return engineStatus()
 
 
 #
@@ -165,10 +143,8 @@ class SAMMed2DTest(ScriptedLoadableModuleTest):
     def test_EngineVersion(self) -> None:
         """The engine shipped with the module must be importable and report its version."""
         self.delayDisplay("Checking the SAM-Med2D engine version")
-        logic = SAMMed2DLogic()
-        version = logic.engineVersion()
-        self.assertIsNotNone(version, f"Engine not importable: {logic.engineImportError()}")
-        self.assertTrue(version, "Engine reported an empty version")
+        status = SAMMed2DLogic().engineStatus()
+        self.assertIsNone(status.error)
         engine = importlib.import_module(ENGINE_PACKAGE)
-        self.assertEqual(version, str(engine.__version__))
-        self.delayDisplay(f"Engine version {version}: test passed")
+        self.assertEqual(status.version, str(engine.__version__))
+        self.delayDisplay(f"Engine version {status.version}: test passed")

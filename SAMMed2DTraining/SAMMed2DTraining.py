@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence
 
 import slicer
 import slicer.util  # exit() ends headless runs; imported explicitly rather than relying on start-up imports
+from SAMMed2DLib.engine import ENGINE_PACKAGE, EngineStatus, engineStatus
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -27,7 +28,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-ENGINE_PACKAGE = "sammed2d"
 
 
 #
@@ -96,13 +96,13 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
         """Show the engine version, or say plainly why it cannot be used."""
         if self.logic is None or self.engineStatusLabel is None:
             return
-        version = self.logic.engineVersion()
-        if version is not None:
-            self.engineStatusLabel.text = f"{ENGINE_PACKAGE} {version}"
+        status = self.logic.engineStatus()
+        if status.version is not None:
+            self.engineStatusLabel.text = f"{ENGINE_PACKAGE} {status.version}"
         else:
             self.engineStatusLabel.text = (
                 f"The SAM-Med2D engine package '{ENGINE_PACKAGE}' could not be imported: "
-                f"{self.logic.engineImportError()}. It ships with the SAMMed2D module of this "
+                f"{status.error}. It ships with the SAMMed2D module of this "
                 "extension; reinstall the extension."
             )
 
@@ -115,31 +115,9 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
 class SAMMed2DTrainingLogic(ScriptedLoadableModuleLogic):
     """Non-GUI side of the module, used by the panel and by headless runs alike."""
 
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._engineImportError: Optional[str] = None
-
-    def engineVersion(self) -> Optional[str]:
-        """Version of the importable engine package, or None if it cannot be imported.
-
-        Imported on demand so that a missing engine does not stop Slicer from loading the
-        module; the reason is kept for engineImportError().
-        """
-        try:
-            engine = importlib.import_module(ENGINE_PACKAGE)
-        except Exception as error:  # Any failure (missing file, broken dependency) means "unavailable".
-            self._engineImportError = f"{type(error).__name__}: {error}"
-            return None
-        version = getattr(engine, "__version__", None)
-        if version is None:
-            self._engineImportError = f"'{ENGINE_PACKAGE}' was imported but has no __version__"
-            return None
-        self._engineImportError = None
-        return str(version)
-
-    def engineImportError(self) -> Optional[str]:
-        """Why the last engineVersion() call returned None (None if it succeeded or was not called)."""
-        return self._engineImportError
+    def engineStatus(self) -> EngineStatus:
+        """Version of the engine package shipped with the extension, or why it cannot be imported."""
+        return engineStatus()
 
 
 #
@@ -162,13 +140,11 @@ class SAMMed2DTrainingTest(ScriptedLoadableModuleTest):
     def test_EngineVersion(self) -> None:
         """The engine shipped with the extension must be importable and report its version."""
         self.delayDisplay("Checking the SAM-Med2D engine version")
-        logic = SAMMed2DTrainingLogic()
-        version = logic.engineVersion()
-        self.assertIsNotNone(version, f"Engine not importable: {logic.engineImportError()}")
-        self.assertTrue(version, "Engine reported an empty version")
+        status = SAMMed2DTrainingLogic().engineStatus()
+        self.assertIsNone(status.error)
         engine = importlib.import_module(ENGINE_PACKAGE)
-        self.assertEqual(version, str(engine.__version__))
-        self.delayDisplay(f"Engine version {version}: test passed")
+        self.assertEqual(status.version, str(engine.__version__))
+        self.delayDisplay(f"Engine version {status.version}: test passed")
 
     def test_CommandLineVersion(self) -> None:
         """The headless entry point succeeds for `version` and fails cleanly on a bad command."""
@@ -216,12 +192,11 @@ def runCommandLine(args: Sequence[str]) -> int:
 
     try:
         if options.command == "version":
-            logic = SAMMed2DTrainingLogic()
-            version = logic.engineVersion()
-            if version is None:
-                print(f"error: cannot import '{ENGINE_PACKAGE}': {logic.engineImportError()}", file=sys.stderr)
+            status = SAMMed2DTrainingLogic().engineStatus()
+            if status.version is None:
+                print(f"error: cannot import '{ENGINE_PACKAGE}': {status.error}", file=sys.stderr)
                 return 1
-            print(f"{ENGINE_PACKAGE} {version}")
+            print(f"{ENGINE_PACKAGE} {status.version}")
             return 0
         print(f"error: unknown command {options.command!r}", file=sys.stderr)
         return 1

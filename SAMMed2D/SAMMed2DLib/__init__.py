@@ -1,0 +1,1 @@
+"""Qt-free logic of the SAMMed2D Slicer modules (testable without the Slicer application)."""
