@@ -1,0 +1,184 @@
+"""A volume prepared for one model: intensity mapping fitted once, slices as the model sees them,
+and image embeddings cached per (volume, axis, index, intensity, model).
+
+Slices with non-square pixels (a sagittal slice of 5 mm CT, say) are resampled along their rows to
+square pixels before the model sees them, so anatomy keeps its shape; prompts are mapped into that
+image and masks back to the slice's own pixels exactly (each pixel takes the model's mask at its centre).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Hashable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .intensity import IntensityMapping
+from .predictor import ImageEmbedding, Prediction, Predictor
+from .volumes import Axis, Volume
+
+#: pixel aspect ratios closer to 1 than this are treated as square
+_ASPECT_TOLERANCE = 0.01
+
+
+class EmbeddingCache:
+    """Thread-safe LRU of image embeddings under a byte budget."""
+
+    def __init__(self, budget_bytes: int = 1 << 30) -> None:
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[Hashable, ImageEmbedding] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> ImageEmbedding | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: Hashable, embedding: ImageEmbedding) -> None:
+        size = _nbytes(embedding)
+        with self._lock:
+            if key in self._entries:
+                self._bytes -= _nbytes(self._entries.pop(key))
+            self._entries[key] = embedding
+            self._bytes += size
+            while self._bytes > self.budget_bytes and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= _nbytes(evicted)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+def _nbytes(embedding: ImageEmbedding) -> int:
+    return embedding.features.element_size() * embedding.features.nelement()
+
+
+def content_id(array: np.ndarray) -> str:
+    """A stable id of array content (shape, dtype and bytes), for cache keys and upload dedupe."""
+    digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SliceResampling:
+    """Maps between a slice's pixels (H rows) and the model image (``model_rows`` rows, same columns)."""
+
+    rows: int
+    model_rows: int
+
+    @property
+    def factor(self) -> float:
+        return self.model_rows / self.rows
+
+    def points_to_model(self, xy: np.ndarray) -> np.ndarray:
+        mapped = np.array(xy, dtype=np.float64, copy=True)
+        mapped[..., 1] *= self.factor  # continuous coordinates: pixel edges map to pixel edges
+        return mapped
+
+    def mask_to_slice(self, masks: np.ndarray) -> np.ndarray:
+        if self.model_rows == self.rows:
+            return masks
+        centres = np.minimum(((np.arange(self.rows) + 0.5) * self.factor).astype(int), self.model_rows - 1)
+        return masks[..., centres, :]
+
+
+class VolumeSession:
+    """Segment any slice of one volume with one model; embeddings are computed once per slice."""
+
+    def __init__(
+        self,
+        volume: Volume,
+        predictor: Predictor,
+        mapping: IntensityMapping,
+        cache: EmbeddingCache | None = None,
+        model_lock: threading.Lock | None = None,
+    ) -> None:
+        self.volume = volume
+        self.predictor = predictor
+        self.mapping = mapping
+        self.cache = cache or EmbeddingCache()
+        self.model_lock = model_lock or threading.Lock()
+        self.volume_id = content_id(volume.array)
+
+    def cache_key(self, axis: Axis, index: int) -> tuple:
+        mapping = (self.mapping.preset, self.mapping.low, self.mapping.high)
+        return (self.volume_id, axis, index, mapping, self.predictor.model.name, self.predictor.model.checkpoint_sha256)
+
+    def resampling(self, axis: Axis) -> SliceResampling:
+        rows = self.volume.slice(axis, 0).shape[0]
+        row_spacing, column_spacing = self.volume.pixel_spacing(axis)
+        aspect = row_spacing / column_spacing
+        model_rows = rows if abs(aspect - 1) <= _ASPECT_TOLERANCE else max(2, round(rows * aspect))
+        return SliceResampling(rows, model_rows)
+
+    def model_image(self, axis: Axis, index: int) -> np.ndarray:
+        """The slice as the model sees it: mapped to 0..255 and resampled to square pixels."""
+        image = self.mapping.apply(self.volume.slice(axis, index))
+        resampling = self.resampling(axis)
+        if resampling.model_rows == resampling.rows:
+            return image
+        tensor = torch.from_numpy(image)[None, None]
+        resized = F.interpolate(tensor, size=(resampling.model_rows, image.shape[1]), mode="bilinear", align_corners=False)
+        return resized[0, 0].numpy()
+
+    def embedding(self, axis: Axis, index: int) -> ImageEmbedding:
+        key = self.cache_key(axis, index)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        image = self.model_image(axis, index)
+        with self.model_lock:
+            embedding = self.predictor.encode(image)
+        self.cache.put(key, embedding)
+        return embedding
+
+    def is_cached(self, axis: Axis, index: int) -> bool:
+        return self.cache_key(axis, index) in self.cache
+
+    def segment(
+        self,
+        axis: Axis,
+        index: int,
+        points: np.ndarray | list | None = None,
+        point_labels: np.ndarray | list | None = None,
+        box: np.ndarray | list | None = None,
+        mask_logits: np.ndarray | None = None,
+        multimask_output: bool | None = None,
+    ) -> Prediction:
+        """Prompts in the slice's pixel coordinates; masks come back on the slice's pixels.
+
+        ``mask_logits`` is a previous result's ``low_res_logits`` on the same axis.
+        """
+        embedding = self.embedding(axis, index)
+        resampling = self.resampling(axis)
+        if points is not None:
+            points = resampling.points_to_model(np.asarray(points, dtype=np.float64))
+        if box is not None:
+            box_array = np.asarray(box, dtype=np.float64)
+            box = resampling.points_to_model(box_array.reshape(*box_array.shape[:-1], 2, 2)).reshape(box_array.shape)
+        with self.model_lock:
+            self.predictor.set_embedding(embedding)
+            prediction = self.predictor.predict(points, point_labels, box, mask_logits, multimask_output)
+        return Prediction(resampling.mask_to_slice(prediction.masks), prediction.scores, prediction.low_res_logits)
