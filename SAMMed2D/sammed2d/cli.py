@@ -127,6 +127,20 @@ def run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    """Fine-tune on volumes with label maps or on a SAM-Med2D JSON dataset, with the paper's recipe."""
+    from .training.command import train_from_arguments
+
+    result = train_from_arguments(args)
+    if result.last is not None:  # the main process reports; the others (under torchrun) stay quiet
+        for record in result.epochs:
+            dice = "n/a" if record["val_dice"] is None else f"{record['val_dice']:.4f}"
+            print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, validation Dice {dice}"
+                  f"{' (best)' if record['best'] else ''}")
+        print(f"wrote {result.last}" + (f" and {result.best}" if result.best else "") + f"; log in {args.out / 'train.jsonl'}")
+    return 0
+
+
 def run_models(args: argparse.Namespace) -> int:
     from .models import DEFAULT_MODEL, MODELS
 
@@ -159,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overlay", type=Path, help="also write a PNG overlay here")
     _add_model_arguments(segment)
     segment.set_defaults(run=run_segment)
+
+    from .training.command import add_arguments as add_train_arguments
+
+    training = commands.add_parser("train", help="fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)")
+    add_train_arguments(training)
+    _add_model_arguments(training)
+    training.set_defaults(run=run_train)
 
     models = commands.add_parser("models", help="list the registry")
     models.set_defaults(run=run_models)
