@@ -33,6 +33,9 @@ class PropagationSettings:
     min_box_margin: float = 1.0  # pixels
     use_mask_prompt: bool = True
     use_point: bool = False
+    #: re-prompt each slice with the box of its own first answer (and that answer's logits), so a
+    #: structure that shrinks from one slice to the next is not filled out to the previous, larger box
+    refine_passes: int = 1
     min_score: float = 0.5  # the model's own IoU estimate
     min_area: int = 4  # pixels
     max_growth: float = 2.0  # area ratio to the previous slice
@@ -207,6 +210,14 @@ class Propagation:
             points, labels = [_innermost_point(previous_mask)], [1]
         logits = previous.low_res_logits if settings.use_mask_prompt else None
         prediction = self.session.segment(self.axis, index, points=points, point_labels=labels, box=box, mask_logits=logits)
+        for _ in range(settings.refine_passes):
+            if prediction.masks[0].sum() < settings.min_area:
+                break
+            own_box = _box_with_margin(prediction.masks[0], settings.box_margin, settings.min_box_margin)
+            own_logits = prediction.low_res_logits[0] if settings.use_mask_prompt else None
+            prediction = self.session.segment(
+                self.axis, index, points=points, point_labels=labels, box=own_box, mask_logits=own_logits
+            )
         mask, score = prediction.masks[0], float(prediction.scores[0])
         values = self.session.volume.slice(self.axis, index)[mask]
         low, high = key.intensity_range

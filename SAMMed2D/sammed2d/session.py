@@ -118,8 +118,8 @@ class VolumeSession:
         self.volume = volume
         self.predictor = predictor
         self.mapping = mapping
-        self.cache = cache or EmbeddingCache()
-        self.model_lock = model_lock or threading.Lock()
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.model_lock = model_lock if model_lock is not None else threading.Lock()
         self.volume_id = content_id(volume.array)
 
     def cache_key(self, axis: Axis, index: int) -> tuple:

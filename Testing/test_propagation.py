@@ -1,0 +1,121 @@
+"""Propagation through a real CT volume with the embedded model: quality, key slices, re-runs, cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DATA, require
+from sammed2d.intensity import fit_mapping
+from sammed2d.metrics import dice
+from sammed2d.predictor import Predictor
+from sammed2d.propagation import Propagation, PropagationSettings
+from sammed2d.session import EmbeddingCache, VolumeSession
+from sammed2d.volumes import read_labels, read_volume
+
+
+def tight_box(mask: np.ndarray) -> list[int]:
+    rows, cols = np.nonzero(mask)
+    return [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+
+
+@pytest.fixture(scope="module")
+def lung2(litemedsam):
+    volume = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
+    truth = read_labels(DATA / "pyradiomics" / "lung2_label.nrrd", like=volume).array > 0
+    session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "ct-lung"), EmbeddingCache(2 << 30))
+    return session, truth
+
+
+def seeded(session: VolumeSession, truth: np.ndarray, index: int, **settings) -> Propagation:
+    seed = session.segment("K", index, box=tight_box(truth[index]))
+    propagation = Propagation(session, "K", PropagationSettings(**settings))
+    propagation.set_key(index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
+    return propagation
+
+
+def test_one_box_segments_the_tumour_in_3d_and_stops_at_its_ends(lung2):
+    session, truth = lung2
+    lesion = np.flatnonzero(truth.any(axis=(1, 2)))
+    propagation = seeded(session, truth, int(truth.sum(axis=(1, 2)).argmax()))
+    report = propagation.run()
+    labels = propagation.labelmap()
+    assert dice(labels, truth) >= 0.88
+    segmented = np.flatnonzero(labels.any(axis=(1, 2)))
+    assert lesion.min() - 1 <= segmented.min() and segmented.max() <= lesion.max() + 1  # no leak beyond the ends
+    assert {stop.direction for stop in report.stops} == {-1, +1}  # stopped by itself in both directions
+
+
+def test_key_slices_anchor_the_result_and_are_never_overwritten(lung2):
+    session, truth = lung2
+    propagation = Propagation(session, "K")
+    for index in (17, 23):
+        propagation.set_key(index, truth[index])  # masks a user drew
+    propagation.run()
+    masks = propagation.masks()
+    for index in (17, 23):
+        np.testing.assert_array_equal(masks[index], truth[index])
+    assert all(index in masks for index in range(18, 23))  # between the keys, from the nearer key
+    assert all(propagation.results[index].source == (17 if index <= 20 else 23) for index in range(18, 23))
+
+
+def test_correcting_one_slice_recomputes_only_what_depends_on_it(lung2):
+    session, truth = lung2
+    propagation = Propagation(session, "K")
+    propagation.set_key(17, truth[17])
+    propagation.set_key(23, truth[23])
+    first = propagation.run()
+    assert first.computed and not first.reused
+    propagation.set_key(21, truth[21])  # the user corrects slice 21
+    second = propagation.run()
+    assert set(second.computed) <= {20, 22}  # the slices whose nearest key changed
+    assert 18 in second.reused and 24 in second.reused
+    fresh = Propagation(session, "K")
+    for index in (17, 21, 23):
+        fresh.set_key(index, truth[index])
+    fresh.run()
+    for index, mask in fresh.masks().items():
+        np.testing.assert_array_equal(propagation.masks()[index], mask)
+
+
+def test_embeddings_are_computed_once_per_slice(lung2):
+    session, truth = lung2
+    seeded(session, truth, 20).run()
+    misses = session.cache.misses
+    seeded(session, truth, 20).run()
+    assert session.cache.misses == misses
+
+
+def test_progress_and_cancellation_keep_or_discard_partial_work(lung2):
+    session, truth = lung2
+    calls = []
+    propagation = seeded(session, truth, 20)
+    report = propagation.run(progress=lambda done, total, index: calls.append((done, total, index)),
+                             cancel=lambda: len(calls) >= 2, keep_partial=False)
+    assert report.cancelled and len(calls) == 2 and calls[0][0] == 1 and calls[1][0] == 2
+    assert propagation.results == {}  # discarded: as before the run
+    report = propagation.run(cancel=lambda: len(propagation.results) >= 2)
+    assert report.cancelled and len(propagation.results) == 2  # kept
+    assert not propagation.run().cancelled
+
+
+def test_range_limits_propagation(lung2):
+    session, truth = lung2
+    propagation = seeded(session, truth, 20, slice_range=(19, 21))
+    propagation.run()
+    assert set(propagation.masks()) <= {19, 20, 21}
+
+
+def test_bad_keys_are_refused(lung2):
+    session, truth = lung2
+    propagation = Propagation(session, "K", PropagationSettings(slice_range=(10, 30)))
+    with pytest.raises(ValueError, match="shape"):
+        propagation.set_key(20, truth[20][:100])
+    with pytest.raises(ValueError, match="empty"):
+        propagation.set_key(20, np.zeros_like(truth[20]))
+    with pytest.raises(ValueError, match="outside the propagation range"):
+        propagation.set_key(40, truth[20])
+    with pytest.raises(ValueError, match="at least one key"):
+        propagation.run()
+    with pytest.raises(ValueError, match="outside the volume"):
+        Propagation(session, "K", PropagationSettings(slice_range=(0, 99)))

@@ -1,0 +1,58 @@
+"""Volume sessions: slices with non-square pixels, the embedding cache and its budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import DATA, require
+from sammed2d.intensity import fit_mapping
+from sammed2d.metrics import dice
+from sammed2d.predictor import Predictor
+from sammed2d.session import EmbeddingCache, SliceResampling, VolumeSession, content_id
+from sammed2d.volumes import Geometry, Volume, read_labels, read_volume
+
+
+def test_resampling_maps_prompts_and_masks_exactly():
+    resampling = SliceResampling(rows=3, model_rows=12)
+    np.testing.assert_allclose(resampling.points_to_model(np.array([[5.0, 1.5]])), [[5.0, 6.0]])
+    model_mask = np.zeros((12, 2), dtype=bool)
+    model_mask[4:8] = True  # exactly the middle slice row in model pixels
+    np.testing.assert_array_equal(resampling.mask_to_slice(model_mask)[:, 0], [False, True, False])
+
+
+def test_sagittal_slice_of_thick_ct_is_segmented_on_square_pixels(litemedsam):
+    volume = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
+    truth = read_labels(DATA / "pyradiomics" / "lung2_label.nrrd", like=volume).array > 0
+    session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "ct-lung"))
+    column = int(truth.sum(axis=(0, 1)).argmax())
+    assert session.model_image("I", column).shape == (round(61 * 5.0 / 0.6269531), 512)
+    target = truth[:, :, column]  # rows follow K (5 mm), columns follow J (0.63 mm)
+    rows, cols = np.nonzero(target)
+    result = session.segment("I", column, box=[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
+    assert result.masks.shape == (1, 61, 512)
+    assert dice(result.masks[0], target) > 0.8
+
+
+def test_cache_evicts_least_recently_used_under_its_budget(random_tiny_model):
+    volume = Volume(np.random.default_rng(0).integers(0, 255, (4, 40, 40)).astype(np.float32),
+                    Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    one_embedding = 256 * 16 * 16 * 4
+    cache = EmbeddingCache(budget_bytes=2 * one_embedding)
+    session = VolumeSession(volume, Predictor(random_tiny_model), fit_mapping(volume.array, "identity"), cache)
+    for index in (0, 1, 0, 2):
+        session.embedding("K", index)
+    assert session.is_cached("K", 0) and session.is_cached("K", 2) and not session.is_cached("K", 1)
+    assert cache.nbytes == 2 * one_embedding and cache.hits == 1 and cache.misses == 3
+
+
+def test_cache_keys_separate_intensity_mappings_and_content(random_tiny_model):
+    array = np.zeros((2, 8, 8), dtype=np.float32)
+    volume = Volume(array, Geometry((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    predictor = Predictor(random_tiny_model)
+    lung = VolumeSession(volume, predictor, fit_mapping(array, "ct-lung"))
+    bone = VolumeSession(volume, predictor, fit_mapping(array, "ct-bone"))
+    assert lung.cache_key("K", 0) != bone.cache_key("K", 0)
+    assert content_id(array) != content_id(array + 1) and content_id(array) == content_id(array.copy())
+    with pytest.raises(ValueError, match="outside the volume"):
+        lung.segment("K", 5, box=[0, 0, 4, 4])
