@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import slicerio
 
 from conftest import DATA, DEMO, require
 
@@ -64,6 +65,23 @@ def test_segment_one_slice_of_a_volume_keeps_its_geometry(tmp_path):
     assert 2 * overlap.sum() / ((mask[k] > 0).sum() + truth[k].sum()) > 0.85
 
 
+def test_segment_and_propagate_through_a_volume_to_a_seg_nrrd(tmp_path):
+    volume_path = require(DATA / "pyradiomics" / "lung2_image.nrrd")
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "pyradiomics" / "lung2_label.nrrd"))) > 0
+    k = int(np.argmax(truth.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(truth[k])
+    box = [str(v) for v in (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]
+    out = tmp_path / "tumour.seg.nrrd"
+    result = run_cli("segment", str(volume_path), "--slice", str(k), "--preset", "ct-lung", "--box", *box,
+                     "--propagate", "--name", "tumour", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "stopped at slice" in result.stdout
+    segmentation = slicerio.read_segmentation(str(out))
+    assert [segment["name"] for segment in segmentation["segments"]] == ["tumour"]
+    labels = np.transpose(segmentation["voxels"], (2, 1, 0)) > 0
+    assert 2 * (labels & truth).sum() / (labels.sum() + truth.sum()) > 0.85
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -82,7 +100,7 @@ def test_segment_errors_are_one_clear_line(tmp_path, extra, message):
 def test_volume_without_slice_and_missing_checkpoint(tmp_path):
     volume = require(DATA / "pyradiomics" / "brain1_image.nrrd")
     result = run_cli("segment", str(volume), "--box", "1", "1", "20", "20", "--out", str(tmp_path / "m.nrrd"))
-    assert result.returncode == 2 and "choose one with --slice" in result.stderr
+    assert result.returncode == 2 and "choose the slice to prompt on with --slice" in result.stderr
     result = run_cli("demo", "--model", "sam-med2d", "--out", str(tmp_path))
     assert result.returncode == 2 and "pass the checkpoint" in result.stderr
 

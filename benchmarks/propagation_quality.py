@@ -46,6 +46,8 @@ def innermost_point(mask: np.ndarray) -> list[float]:
 def propagate_from(session: VolumeSession, index: int, **prompt) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     seed = session.segment("K", index, **prompt)
+    if not seed.masks[0].any():  # the model found nothing at the seed: nothing to propagate
+        return np.zeros(session.volume.shape, dtype=bool), time.perf_counter() - started
     propagation = Propagation(session, "K")
     propagation.set_key(index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
     propagation.run()

@@ -1,10 +1,11 @@
-"""``sammed2d`` command line: the demo, segmenting a user's slice, listing models."""
+"""``sammed2d`` command line: the demo, segmenting a user's slice, training, the model server, listing models."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,37 +93,78 @@ def _box_around(mask: np.ndarray, margin: int) -> list[float]:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    """Segment one slice of the user's image or volume with the given prompts."""
+    """Segment one slice of the user's image or volume with the given prompts, optionally through the volume."""
     from .files import read_image, write_mask
     from .overlay import save_overlay
 
     image = read_image(args.image)
-    mapping = fit_mapping(image.array, args.preset)  # fitted on the whole volume, not the slice
-    slice_u8 = mapping.apply(image.slice(args.slice))
     points = [(x, y, 1) for x, y in args.point] + [(x, y, 0) for x, y in args.negative]
     if not points and not args.box:
         raise ValueError("give at least one --box or --point")
+    if args.propagate and not image.is_volume:
+        raise ValueError("--propagate needs a 3D volume")
+    if image.is_volume and args.slice is None:
+        raise ValueError(f"{image.path} is a volume: choose the slice to prompt on with --slice")
+    prompt = {
+        "points": [(x, y) for x, y, _ in points] if points else None,
+        "point_labels": [label for _, _, label in points] if points else None,
+        "box": args.box or None,
+    }
+    mapping = fit_mapping(image.array, args.preset)  # fitted on the whole volume, not the slice
     predictor = _load(args)
-    predictor.set_image(slice_u8)
-    prediction = predictor.predict(
-        points=[(x, y) for x, y, _ in points] if points else None,
-        point_labels=[label for _, _, label in points] if points else None,
-        box=args.box or None,
-    )
-    mask = np.any(prediction.masks, axis=0)
     if image.is_volume:
-        volume_mask = np.zeros(image.array.shape, dtype=np.uint8)
-        volume_mask[args.slice] = mask
-        output = volume_mask
-    else:
-        output = mask.astype(np.uint8)
-    out = write_mask(output * args.label, image, args.out)
-    where = f"slice {args.slice} of " if image.is_volume else ""
-    print(f"segmented {where}{image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: "
+        return _segment_volume(args, image, mapping, predictor, prompt, points)
+    if args.slice not in (None, 0):
+        raise ValueError(f"{image.path} is a single 2D image; there is no slice {args.slice}")
+    slice_u8 = mapping.apply(image.array)
+    predictor.set_image(slice_u8)
+    prediction = predictor.predict(**prompt)
+    mask = np.any(prediction.masks, axis=0)
+    out = write_mask(mask.astype(np.uint8) * args.label, image, args.out)
+    print(f"segmented {image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: "
           f"{int(mask.sum())} pixels, score {float(prediction.scores.max()):.2f}; wrote {out}")
     if args.overlay:
-        save_overlay(slice_u8.astype(np.uint8), {f"label {args.label}": mask}, args.overlay,
+        save_overlay(slice_u8.astype(np.uint8), {args.name: mask}, args.overlay,
                      boxes=args.box or (), points=points, title=f"{predictor.model.name} on {image.path.name}")
+        print(f"wrote the overlay {args.overlay}")
+    return 0
+
+
+def _segment_volume(args, image, mapping, predictor, prompt: dict, points: list) -> int:
+    from tqdm import tqdm
+
+    from .overlay import save_overlay
+    from .propagation import Propagation
+    from .session import VolumeSession
+    from .volumes import Geometry, Volume, stack_slices, write_labels
+
+    volume = Volume(image.array, Geometry.of(image.reference), str(image.path))
+    session = VolumeSession(volume, predictor, mapping)
+    prediction = session.segment(args.axis, args.slice, **prompt)
+    mask = np.any(prediction.masks, axis=0)
+    labels = stack_slices({args.slice: mask}, args.axis, volume.shape, dtype=bool)
+    summary = f"{int(mask.sum())} pixels on slice {args.slice} along {args.axis}"
+    if args.propagate:
+        if not mask.any():
+            raise ValueError(f"the prompt found nothing on slice {args.slice}: nothing to propagate")
+        propagation = Propagation(session, args.axis)
+        propagation.set_key(args.slice, mask, prediction.low_res_logits[0], float(prediction.scores[0]))
+        with tqdm(desc="propagating", unit="slice") as bar:
+
+            def show(done: int, planned: int, index: int) -> None:
+                bar.total, bar.n = planned, done
+                bar.set_postfix(slice=index)
+
+            report = propagation.run(progress=show)
+        labels = propagation.labelmap()
+        ends = "; ".join(f"slice {stop.index}: {stop.reason}" for stop in report.stops) or "the volume's ends"
+        summary = f"{int(labels.sum())} voxels on {len(propagation.masks())} slices (stopped at {ends})"
+    out = write_labels(labels.astype(np.uint16) * args.label, volume, args.out, names={args.label: args.name})
+    print(f"segmented {image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: {summary}; "
+          f"score {float(prediction.scores.max()):.2f}; wrote {out}")
+    if args.overlay:
+        save_overlay(mapping.apply(volume.slice(args.axis, args.slice)).astype(np.uint8), {args.name: mask}, args.overlay, boxes=args.box or (), points=points,
+                     title=f"{predictor.model.name} on {image.path.name}, slice {args.slice}")
         print(f"wrote the overlay {args.overlay}")
     return 0
 
@@ -139,6 +181,49 @@ def run_train(args: argparse.Namespace) -> int:
                   f"{' (best)' if record['best'] else ''}")
         print(f"wrote {result.last}" + (f" and {result.best}" if result.best else "") + f"; log in {args.out / 'train.jsonl'}")
     return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve the model over HTTP for Slicer and other clients until interrupted."""
+    from .server.main import ServeOptions, serve
+    from .server.security import TOKEN_ENV
+
+    logging.getLogger().setLevel(args.serve_log_level)
+    options = ServeOptions(
+        model=args.model, checkpoint=args.checkpoint, device=args.device, host=args.host, port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV), ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+        memory_budget=args.memory_budget, embedding_budget=args.embedding_budget, max_upload=args.max_upload,
+        max_request=args.max_request, threads=args.threads, prefetch=args.prefetch, max_jobs=args.max_jobs,
+        random_weights=args.random_weights, vit=args.vit, seed=args.seed,
+    )
+    return serve(options, announce=lambda line: print(line, flush=True))
+
+
+def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    _add_model_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine "
+                       "only); any other address needs --token")
+    serve.add_argument("--port", type=int, default=8765, help="TCP port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--token", help="bearer token clients must send (default: $SAMMED2D_TOKEN, else generated and "
+                       "printed)")
+    serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM), for direct use across a network")
+    serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--memory-budget", default="2G", help="memory for uploaded volumes, least recently used "
+                       "evicted first (default: %(default)s)")
+    serve.add_argument("--embedding-budget", default="1G", help="memory for cached slice embeddings (default: "
+                       "%(default)s)")
+    serve.add_argument("--max-upload", default="1G", help="largest compressed volume upload (default: %(default)s)")
+    serve.add_argument("--max-request", default="64M", help="largest JSON request (default: %(default)s)")
+    serve.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's choice)")
+    serve.add_argument("--prefetch", type=int, default=2, help="neighbour slices encoded ahead on each side of a "
+                       "click (default: %(default)s; 0 turns it off)")
+    serve.add_argument("--max-jobs", type=int, default=4, help="propagations running at once (default: %(default)s)")
+    serve.add_argument("--log-level", dest="serve_log_level", default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="INFO logs one line per request")
+    # tests and benchmarks only: serve a small random network (no weights file), reproducibly
+    serve.add_argument("--random-weights", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--vit", help=argparse.SUPPRESS)
+    serve.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -163,13 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     segment = commands.add_parser("segment", help="segment one slice of your image or volume")
     segment.add_argument("image", type=Path, help="PNG/JPEG, NRRD, NIfTI, MHA … (2D image or 3D volume)")
-    segment.add_argument("--slice", type=int, help="slice index along K (volumes only)")
+    segment.add_argument("--slice", type=int, help="slice index to prompt on (volumes only)")
+    segment.add_argument("--axis", default="K", choices=["K", "J", "I"], help="slice normal, as IJK axis (default: %(default)s)")
+    segment.add_argument("--propagate", action="store_true", help="continue slice by slice through the volume until the structure ends")
     segment.add_argument("--box", type=float, nargs=4, action="append", default=[], metavar=("X0", "Y0", "X1", "Y1"))
     segment.add_argument("--point", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="include")
     segment.add_argument("--negative", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="exclude")
     segment.add_argument("--preset", default="minmax", choices=PRESETS, help="intensity mapping (default: %(default)s)")
     segment.add_argument("--label", type=int, default=1, help="label value written for the mask")
-    segment.add_argument("--out", type=Path, required=True, help="mask file (.nrrd, .nii.gz, .png …)")
+    segment.add_argument("--name", default="segment", help="segment name (kept in .seg.nrrd output)")
+    segment.add_argument("--out", type=Path, required=True, help="mask file (.nrrd, .seg.nrrd, .nii.gz, .png …)")
     segment.add_argument("--overlay", type=Path, help="also write a PNG overlay here")
     _add_model_arguments(segment)
     segment.set_defaults(run=run_segment)
@@ -180,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(training)
     _add_model_arguments(training)
     training.set_defaults(run=run_train)
+
+    serve = commands.add_parser("serve", help="run the model process Slicer connects to (HTTP API, token required)")
+    _add_serve_arguments(serve)
+    serve.set_defaults(run=run_serve)
 
     models = commands.add_parser("models", help="list the registry")
     models.set_defaults(run=run_models)

@@ -1,7 +1,7 @@
 """Reading a user's image or volume and writing masks with the same geometry (SimpleITK).
 
-A 2D file (PNG, JPEG, 2D NRRD/NIfTI) is one slice; a 3D volume is sliced along its K axis
-(axial for scanner-ordered data). Arrays follow SimpleITK/Slicer order: (K, J, I) = (slice, row, column).
+A 2D file (PNG, JPEG, 2D NRRD/NIfTI) is one slice; a 3D file becomes a ``volumes.Volume``.
+Arrays follow SimpleITK/Slicer order: (K, J, I) = (slice, row, column).
 """
 
 from __future__ import annotations
@@ -22,18 +22,6 @@ class LoadedImage:
     @property
     def is_volume(self) -> bool:
         return self.array.ndim == 3
-
-    def slice(self, index: int | None) -> np.ndarray:
-        """The (row, column) slice to segment; ``index`` selects along K for a volume."""
-        if not self.is_volume:
-            if index not in (None, 0):
-                raise ValueError(f"{self.path} is a single 2D image; there is no slice {index}")
-            return self.array
-        if index is None:
-            raise ValueError(f"{self.path} is a volume of {self.array.shape[0]} slices: choose one with --slice")
-        if not 0 <= index < self.array.shape[0]:
-            raise ValueError(f"slice {index} is outside the volume (0..{self.array.shape[0] - 1})")
-        return self.array[index]
 
 
 def read_image(path: str | Path) -> LoadedImage:
