@@ -39,6 +39,7 @@ class PropagationSettings:
     min_score: float = 0.5  # the model's own IoU estimate
     min_area: int = 4  # pixels
     max_growth: float = 2.0  # area ratio to the previous slice
+    max_growth_from_key: float = 3.0  # area ratio to the key slice: slow creep is leakage too
     min_shrink: float = 0.15
     min_overlap: float = 0.3  # fraction of the new mask inside the prompt box (previous mask + margin)
     #: fraction of the new mask's voxels whose intensity lies in the key mask's 5–95 % range: when the
@@ -223,6 +224,8 @@ class Propagation:
         low, high = key.intensity_range
         appearance = float(np.mean((values >= low) & (values <= high))) if values.size else 0.0
         reason = _stop_reason(mask, score, appearance, previous_mask, box, settings)
+        if not reason and mask.sum() > settings.max_growth_from_key * key.mask.sum():
+            reason = f"area grew ×{mask.sum() / key.mask.sum():.1f} beyond the key slice's"
         if reason:
             return None, reason
         logits = prediction.low_res_logits[0]
