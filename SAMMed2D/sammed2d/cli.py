@@ -183,6 +183,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Models side by side on the same cases and seeded prompts; writes summary, tables and plots."""
+    from .evaluation.command import benchmark_from_arguments
+
+    output = benchmark_from_arguments(args)
+    for model, modes in output.summary.items():
+        for mode, entry in modes.items():
+            dice_3d = "" if entry["dice_3d_mean"] is None else f", 3D Dice {entry['dice_3d_mean']:.4f}"
+            dice = "n/a" if entry["dice_mean"] is None else f"{entry['dice_mean']:.4f}"
+            print(f"{model} {mode}: Dice {dice} over {entry['n']} masks{dice_3d}")
+    print(f"wrote {', '.join(path.name for path in output.files)} to {args.out}")
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Serve the model over HTTP for Slicer and other clients until interrupted."""
     from .server.main import ServeOptions, serve
@@ -268,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(training)
     _add_model_arguments(training)
     training.set_defaults(run=run_train)
+
+    from .evaluation.command import add_arguments as add_benchmark_arguments
+
+    bench = commands.add_parser("benchmark", help="Dice, IoU, HD95 and speed of models in the papers' prompting modes")
+    add_benchmark_arguments(bench)
+    bench.set_defaults(run=run_benchmark)
 
     serve = commands.add_parser("serve", help="run the model process Slicer connects to (HTTP API, token required)")
     _add_serve_arguments(serve)

@@ -1,0 +1,128 @@
+"""``sammed2d benchmark``: its options, turning them into models, cases and settings, and writing the results.
+
+Kept beside the runner so the command line and the Slicer module build runs the same way;
+``sammed2d.cli`` only registers the subcommand and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+from ..intensity import PRESETS
+from ..models import MODELS, load_model
+from ..volumes import AXES
+from .cases import Case, image_set_case, read_manifest, volume_case
+from .modes import ALL_MODES, GROUPS, PAPER_MODES, expand_modes
+from .plots import write_plots
+from .report import Summary, markdown, summarize, write_csv, write_summary
+from .runner import BenchmarkModel, BenchmarkResults, BenchmarkSettings, MaskRow, VolumeRow, run_benchmark
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", dest="models", action="append", metavar="NAME[:CHECKPOINT]",
+                        help=f"a registry model ({', '.join(MODELS)}), with its weights file unless embedded; "
+                             "repeat to compare models on the same prompts (default: litemedsam)")
+    parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
+    parser.add_argument("--case", dest="cases", type=Path, nargs=2, action="append", default=[],
+                        metavar=("IMAGE", "LABELS"), help="a volume and its label map or .seg.nrrd (repeatable)")
+    parser.add_argument("--manifest", type=Path, action="append", default=[],
+                        help="CSV (columns image, labels, optional name, preset) or JSON list of such objects")
+    parser.add_argument("--json-dataset", type=Path, action="append", default=[], metavar="DIR_OR_JSON",
+                        help="a SAM-Med2D 2D set: its folder (label2image_test.json) or an index file")
+    parser.add_argument("--labels", nargs="+", default=[], help="label values or names to evaluate (default: all)")
+    parser.add_argument("--axis", default="K", choices=AXES, help="slice axis of volumes (default: K, axial)")
+    parser.add_argument("--preset", default="minmax", choices=PRESETS,
+                        help="intensity mapping per volume, unless the manifest says (default: %(default)s, the paper's)")
+    parser.add_argument("--modes", nargs="+", default=list(PAPER_MODES), metavar="MODE",
+                        help=f"modes or groups ({', '.join(GROUPS)}); modes: {', '.join(ALL_MODES)} "
+                             "(default: the paper's)")
+    parser.add_argument("--min-mask-pixels", type=int, default=100,
+                        help="skip masks smaller than this at 256×256, as the paper (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default: %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_model(text: str) -> tuple[str, Path | None]:
+    """``NAME`` or ``NAME:CHECKPOINT`` (the checkpoint may itself contain ':')."""
+    name, _, checkpoint = text.partition(":")
+    return name, Path(checkpoint).expanduser() if checkpoint else None
+
+
+def load_models(texts: Sequence[str], device: str) -> list[BenchmarkModel]:
+    models, keys = [], set()
+    for text in texts:
+        name, checkpoint = parse_model(text)
+        key = name if checkpoint is None else f"{name}:{checkpoint.name}"
+        if key in keys:
+            key = text
+        if key in keys:
+            raise ValueError(f"--model {text} is given twice")
+        keys.add(key)
+        models.append(BenchmarkModel(key, load_model(name, checkpoint, device=device)))
+    return models
+
+
+def cases_from_arguments(args: argparse.Namespace) -> list[Case]:
+    cases: list[Case] = [volume_case(image, labels, args.preset) for image, labels in args.cases]
+    for manifest in args.manifest:
+        cases += read_manifest(manifest, args.preset)
+    cases += [image_set_case(path) for path in args.json_dataset]
+    if not cases:
+        raise ValueError("give cases with --case IMAGE LABELS, --manifest FILE or --json-dataset DIR")
+    names = [case.name for case in cases]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"case names must be unique; {', '.join(duplicates)} appear twice (name them in a manifest)")
+    return cases
+
+
+def settings_from_arguments(args: argparse.Namespace) -> BenchmarkSettings:
+    return BenchmarkSettings(expand_modes(args.modes), args.axis, tuple(args.labels), args.min_mask_pixels, args.seed,
+                             not args.no_progress)
+
+
+@dataclass(frozen=True)
+class BenchmarkOutput:
+    summary: Summary
+    results: BenchmarkResults
+    files: list[Path]
+
+
+def write_outputs(results: BenchmarkResults, settings: BenchmarkSettings, cases: Sequence[Case], out: Path) -> BenchmarkOutput:
+    """summary.json, masks.csv, volumes.csv (per case and label), results.md, run.json and the PNG plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    run = {"engine": __version__, "settings": asdict(settings), "cases": [case.name for case in cases],
+           "encoder": {model: {"seconds": seconds, "slices": count} for model, (seconds, count) in results.encoder.items()}}
+    (out / "run.json").write_text(json.dumps(run, indent=1))
+    files = [
+        write_summary(summary, out / "summary.json"),
+        write_csv(results.masks, MaskRow, out / "masks.csv"),
+        write_csv(results.volumes, VolumeRow, out / "volumes.csv"),
+        out / "run.json",
+    ]
+    (out / "results.md").write_text(markdown(summary))
+    files.append(out / "results.md")
+    files += write_plots(summary, out)
+    logger.info("benchmark results written to %s", out)
+    return BenchmarkOutput(summary, results, files)
+
+
+def benchmark(models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings, out: Path) -> BenchmarkOutput:
+    return write_outputs(run_benchmark(models, cases, settings), settings, cases, out)
+
+
+def benchmark_from_arguments(args: argparse.Namespace) -> BenchmarkOutput:
+    settings = settings_from_arguments(args)
+    cases = cases_from_arguments(args)
+    models = load_models(args.models or ["litemedsam"], args.device)
+    return benchmark(models, cases, settings, args.out)

@@ -1,0 +1,133 @@
+"""The benchmark's prompting modes on one mask, and the names they are reported under.
+
+Every mode family draws from its own generator, seeded by the mask's identity (not by the model or
+by which other modes run), so all models see the same prompts and a mode's prompts do not change
+when modes are added. Iterative clicks depend on each model's own errors after the first click, as
+in the paper's test.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..predictor import Prediction
+from ..training.prompts import box_from_mask, error_region_points, init_point_sampling
+from .prompts import bounding_box, huang_points, shift_box, shift_points
+
+#: prompt-randomness distances of Huang et al., in pixels
+SHIFTS: tuple[tuple[int, int], ...] = ((0, 10), (10, 20), (20, 30))
+MAX_CLICKS = 5
+
+PAPER_MODES = ("box", "point1", "clicks3", "clicks5", "points3", "points5")
+CLICK_MODES = ("point1", *(f"clicks{k}" for k in range(2, MAX_CLICKS + 1)))
+PROPAGATION_MODES = ("propagate-box", "propagate-click")
+#: Huang's "box" is the tight box of the mask: the "box" mode (masks are single connected components)
+HUANG_MODES = ("huang-1pt", "huang-5pos", "huang-5pos-5neg", "box", "huang-box-1pt")
+RANDOMNESS_MODES = tuple(f"{kind}-shift-{low}-{high}" for kind in ("box", "1pt") for low, high in SHIFTS)
+ALL_MODES = ("box", *CLICK_MODES, "points3", "points5", *PROPAGATION_MODES, *HUANG_MODES[:3], HUANG_MODES[4],
+             *RANDOMNESS_MODES)
+GROUPS = {"paper": PAPER_MODES, "clicks": CLICK_MODES, "propagation": PROPAGATION_MODES, "huang": HUANG_MODES,
+          "randomness": RANDOMNESS_MODES, "all": ALL_MODES}
+
+Segment = Callable[..., Prediction]  # segment(points=, point_labels=, box=, mask_logits=) on one slice
+
+
+def expand_modes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Mode names and group names (paper, clicks, propagation, huang, randomness, all) → modes, in catalogue order."""
+    chosen: set[str] = set()
+    for name in names:
+        if name in GROUPS:
+            chosen.update(GROUPS[name])
+        elif name in ALL_MODES:
+            chosen.add(name)
+        else:
+            raise ValueError(f"unknown benchmark mode {name!r}; choose from {', '.join(ALL_MODES)} "
+                             f"or the groups {', '.join(GROUPS)}")
+    return tuple(mode for mode in ALL_MODES if mode in chosen)
+
+
+def prompt_count(mode: str) -> int:
+    """Number of clicks a mode gives (boxes count 0): the x axis of the Dice-vs-clicks plot."""
+    counts = {"point1": 1, "points3": 3, "points5": 5, "huang-1pt": 1, "huang-5pos": 5, "huang-5pos-5neg": 10,
+              "huang-box-1pt": 1, "propagate-click": 1}
+    if mode.startswith("clicks"):
+        return int(mode.removeprefix("clicks"))
+    if mode.startswith("1pt-shift"):
+        return 1
+    return counts.get(mode, 0)
+
+
+def structure_rng(seed: int, identity: str, family: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(f"{identity}|{family}".encode())])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    mode: str
+    mask: np.ndarray  # bool, slice pixels
+    score: float
+    decoder_seconds: float  # every decoder pass that led to this mask
+
+
+def evaluate_modes(segment: Segment, truth: np.ndarray, modes: tuple[str, ...], seed: int, identity: str) -> Iterator[Outcome]:
+    """Prompt the model for one ground-truth mask in every chosen 2D mode (propagation is volume-level)."""
+    shape = truth.shape
+    clicks = [mode for mode in CLICK_MODES if mode in modes]
+    if clicks:
+        yield from _iterative_clicks(segment, truth, clicks, structure_rng(seed, identity, "clicks"))
+    for mode in modes:
+        if mode in CLICK_MODES or mode in PROPAGATION_MODES:
+            continue
+        rng = structure_rng(seed, identity, mode)
+        prompt: dict = {}
+        if mode == "box":
+            prompt["box"] = box_from_mask(truth)
+        elif mode in ("points3", "points5"):
+            prompt["points"], prompt["point_labels"] = init_point_sampling(truth, int(mode[-1]), rng)
+        elif mode in ("huang-1pt", "huang-5pos", "huang-5pos-5neg"):
+            counts = {"huang-1pt": (1, 0), "huang-5pos": (5, 0), "huang-5pos-5neg": (5, 5)}[mode]
+            prompt["points"], prompt["point_labels"] = huang_points(truth, *counts, rng)
+        elif mode == "huang-box-1pt":
+            prompt["box"] = bounding_box(truth)
+            prompt["points"], prompt["point_labels"] = huang_points(truth, 1, 0, rng)
+        elif mode.startswith("box-shift-"):
+            prompt["box"] = shift_box(box_from_mask(truth), _distance(mode), shape, rng)
+        elif mode.startswith("1pt-shift-"):
+            points, labels = huang_points(truth, 1, 0, rng)
+            prompt["points"], prompt["point_labels"] = shift_points(points, _distance(mode), shape, rng), labels
+        else:  # pragma: no cover - expand_modes admits only the catalogue
+            raise ValueError(f"unknown mode {mode!r}")
+        started = time.perf_counter()
+        prediction = segment(**prompt)
+        yield Outcome(mode, prediction.masks[0], float(prediction.scores[0]), time.perf_counter() - started)
+
+
+def _distance(mode: str) -> tuple[float, float]:
+    low, high = mode.rsplit("-", 2)[-2:]
+    return float(low), float(high)
+
+
+def _iterative_clicks(segment: Segment, truth: np.ndarray, modes: list[str], rng: np.random.Generator) -> Iterator[Outcome]:
+    """The paper's interactive test: one click, then one error-region click per step, points accumulating,
+    the previous low-res result as the mask prompt. Once nothing is wrong, the result stands."""
+    last = max(int(mode.removeprefix("clicks")) if mode != "point1" else 1 for mode in modes)
+    points, labels = init_point_sampling(truth, 1, rng)
+    started = time.perf_counter()
+    prediction = segment(points=points, point_labels=labels)
+    seconds = time.perf_counter() - started
+    for count in range(1, last + 1):
+        if count > 1:
+            new_points, new_labels = error_region_points(prediction.masks[0], truth, 1, rng)
+            if new_labels[0] >= 0:  # -1: no error left to click on
+                points, labels = np.concatenate([points, new_points]), np.concatenate([labels, new_labels])
+                started = time.perf_counter()
+                prediction = segment(points=points, point_labels=labels, mask_logits=prediction.low_res_logits[0])
+                seconds += time.perf_counter() - started
+        mode = "point1" if count == 1 else f"clicks{count}"
+        if mode in modes:
+            yield Outcome(mode, prediction.masks[0], float(prediction.scores[0]), seconds)

@@ -1,0 +1,93 @@
+"""PNG plots of a benchmark summary: Dice per mode, Dice per label, Dice against the number of clicks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .modes import CLICK_MODES, prompt_count
+from .report import Summary
+
+
+def write_plots(summary: Summary, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window (headless Slicer, CI)
+    written = [_per_mode(summary, folder / "dice_per_mode.png"), _per_label(summary, folder / "dice_per_label.png")]
+    clicks = _versus_clicks(summary, folder / "dice_vs_clicks.png")
+    return written + ([clicks] if clicks else [])
+
+
+def _bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
+    width = 0.8 / max(len(series), 1)
+    positions = np.arange(len(groups))
+    for number, (name, values) in enumerate(series.items()):
+        ax.bar(positions + number * width, [np.nan if v is None else v for v in values], width, label=name)
+    ax.set_xticks(positions + width * (len(series) - 1) / 2, groups, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice")
+    ax.legend(fontsize="small")
+
+
+def _per_mode(summary: Summary, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(mode for entries in summary.values() for mode in entries))
+    series = {}
+    for model, entries in summary.items():
+        series[f"{model} (per mask)"] = [entries.get(mode, {}).get("dice_mean") for mode in modes]
+        if any(entry.get("dice_3d_mean") is not None for entry in entries.values()):
+            series[f"{model} (3D)"] = [entries.get(mode, {}).get("dice_3d_mean") for mode in modes]
+    figure, ax = plt.subplots(figsize=(max(6, 0.6 * len(modes) * max(len(series), 1)), 4.5), layout="constrained")
+    _bars(ax, modes, series)
+    ax.set_title("Dice per prompting mode")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _per_label(summary: Summary, path: Path) -> Path:
+    """Per-label Dice of the box mode (the paper's headline prompt), else of the first mode run."""
+    import matplotlib.pyplot as plt
+
+    series, labels, shown = {}, [], ""
+    for model, entries in summary.items():
+        shown = "box" if "box" in entries else next(iter(entries), "")
+        per_label = entries.get(shown, {}).get("labels", {})
+        labels = list(dict.fromkeys(labels + list(per_label)))
+        series[model] = per_label
+    figure, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) * max(len(series), 1)), 4.5), layout="constrained")
+    _bars(ax, labels, {model: [values.get(label, {}).get("dice_mean") for label in labels]
+                       for model, values in series.items()})
+    ax.set_title(f"Dice per label ({shown} mode)")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _versus_clicks(summary: Summary, path: Path) -> Path | None:
+    """Iterative clicks (the paper's interactive test) beside one-shot points, per model."""
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for model, entries in summary.items():
+        for name, modes in (("iterative", CLICK_MODES), ("one-shot", ("point1", "points3", "points5"))):
+            points = [(prompt_count(mode), entries[mode]["dice_mean"]) for mode in modes
+                      if mode in entries and entries[mode]["dice_mean"] is not None]
+            if len(points) > 1:
+                curves[f"{model} {name}"] = points
+    if not curves:
+        return None
+    figure, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    for name, points in curves.items():
+        ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xlabel("clicks")
+    ax.set_ylabel("Dice (per mask)")
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(1, max(x for points in curves.values() for x, _ in points) + 1))
+    ax.legend(fontsize="small")
+    ax.set_title("Dice against the number of clicks")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

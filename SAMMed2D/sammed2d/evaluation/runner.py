@@ -1,0 +1,243 @@
+"""Run every model on every case in every chosen mode and keep one row per mask and per volume.
+
+Each slice is encoded once per model (embeddings are cached per slice) and every mode reuses it,
+so encoder and decoder time are measured apart: the encoder once per slice, the decoder per mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from ..intensity import fit_mapping
+from ..metrics import dice, hd95, iou
+from ..models import LoadedModel
+from ..predictor import ImageEmbedding, Prediction, Predictor
+from ..propagation import Propagation
+from ..session import EmbeddingCache, VolumeSession
+from ..training.prompts import EIGHT_CONNECTED, box_from_mask
+from ..volumes import Axis, stack_slices
+from .cases import Case, ImageSetCase, Structure, VolumeCase
+from .modes import PROPAGATION_MODES, evaluate_modes, structure_rng
+from .prompts import huang_points
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkModel:
+    """A loaded model under the name it is reported with; its embedding cache may be shared between runs."""
+
+    key: str
+    model: LoadedModel
+    cache: EmbeddingCache = field(default_factory=EmbeddingCache)
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    modes: tuple[str, ...]
+    axis: Axis = "K"
+    labels: tuple[str, ...] = ()  # label values or names; empty: all
+    min_mask_pixels: int = 100  # at 256×256, the paper's filter
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class MaskRow:
+    model: str
+    mode: str
+    case: str
+    label: str
+    slice: int
+    component: int
+    pixels: int
+    dice: float
+    iou: float
+    hd95_mm: float  # NaN when the prediction is empty; in pixels for 2D sets, which carry no spacing
+    score: float  # the model's IoU estimate (NaN for propagated slices)
+    decoder_seconds: float | None  # None for propagation (its time is per volume)
+
+
+@dataclass(frozen=True)
+class VolumeRow:
+    model: str
+    mode: str
+    case: str
+    label: str
+    dice_3d: float
+    hd95_mm: float
+    slices: int  # slices with a predicted mask
+    seconds: float | None  # propagation only: encoder and decoder for the whole volume
+
+
+@dataclass
+class BenchmarkResults:
+    masks: list[MaskRow] = field(default_factory=list)
+    volumes: list[VolumeRow] = field(default_factory=list)
+    #: model → (encoder seconds, slices encoded)
+    encoder: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+def run_benchmark(models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings) -> BenchmarkResults:
+    results = BenchmarkResults()
+    for entry in models:
+        predictor = Predictor(entry.model)
+        results.encoder[entry.key] = (0.0, 0)
+        for case in cases:
+            if isinstance(case, VolumeCase):
+                _run_volume(entry, predictor, case, settings, results)
+            else:
+                _run_image_set(entry, predictor, case, settings, results)
+    return results
+
+
+class _Encoder:
+    """Times embeddings that are actually computed (cache hits cost nothing and are not counted)."""
+
+    def __init__(self, results: BenchmarkResults, key: str) -> None:
+        self.results, self.key = results, key
+
+    def ensure(self, is_cached: Callable[[], bool], encode: Callable[[], object]) -> None:
+        if is_cached():
+            return
+        started = time.perf_counter()
+        encode()
+        seconds, count = self.results.encoder[self.key]
+        self.results.encoder[self.key] = (seconds + time.perf_counter() - started, count + 1)
+
+
+def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, settings: BenchmarkSettings,
+                results: BenchmarkResults) -> None:
+    axis = settings.axis
+    session = VolumeSession(case.image, predictor, fit_mapping(case.image.array, case.preset), entry.cache)
+    structures = case.structures(axis, settings.labels, settings.min_mask_pixels)
+    if not structures:
+        logger.warning("%s has no mask to evaluate along %s (labels %s, masks under %d pixels at 256² dropped)",
+                       case.name, axis, list(settings.labels) or "all", settings.min_mask_pixels)
+    spacing = case.image.pixel_spacing(axis)
+    encoder = _Encoder(results, entry.key)
+    modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
+    predicted: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
+    for structure in progress:
+        encoder.ensure(lambda: session.is_cached(axis, structure.index), lambda: session.embedding(axis, structure.index))
+
+        def segment(**prompt) -> Prediction:
+            return session.segment(axis, structure.index, **prompt)
+
+        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed, _identity(case.name, structure)):
+            results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, spacing,
+                                           outcome.score, outcome.decoder_seconds))
+            slices = predicted.setdefault((outcome.mode, structure.label), {})
+            slices[structure.index] = slices.get(structure.index, False) | outcome.mask
+    keys = {case.label_key(value): value for value in case.label_values(settings.labels)}
+    for mode in modes_2d:
+        for label, value in keys.items():
+            slices = predicted.get((mode, label), {})
+            volume = stack_slices(slices, axis, case.image.shape, dtype=bool)
+            results.volumes.append(_volume_row(entry.key, mode, case, axis, label, value, volume, None))
+    for mode in settings.modes:
+        if mode in PROPAGATION_MODES:
+            for label, value in keys.items():
+                _run_propagation(entry.key, session, case, mode, label, value, settings, results)
+
+
+def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: str, label: str, value: int,
+                     settings: BenchmarkSettings, results: BenchmarkResults) -> None:
+    """One prompt on the slice where the label is largest (on its largest part), propagated through the volume."""
+    axis = settings.axis
+    truth = case.labels.array == value
+    seed_index = int(np.argmax(truth.sum(axis=_other_dimensions(axis))))
+    seed_truth = case.labels.slice(axis, seed_index) == value
+    components = _largest_component(seed_truth)
+    started = time.perf_counter()
+    if mode == "propagate-box":
+        seed = session.segment(axis, seed_index, box=box_from_mask(components))
+    else:
+        rng = structure_rng(settings.seed, f"{case.name}|{axis}|{seed_index}|{label}", mode)
+        points, labels = huang_points(components, 1, 0, rng)
+        seed = session.segment(axis, seed_index, points=points, point_labels=labels)
+    if seed.masks[0].any():
+        propagation = Propagation(session, axis)
+        propagation.set_key(seed_index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
+        propagation.run()
+        volume = propagation.labelmap()
+    else:
+        logger.info("%s: %s found nothing on the seed slice %d of label %s", case.name, mode, seed_index, label)
+        volume = np.zeros(case.image.shape, dtype=bool)
+    seconds = time.perf_counter() - started
+    spacing = case.image.pixel_spacing(axis)
+    for index in range(case.labels.slice_count(axis)):
+        truth_slice = case.labels.slice(axis, index) == value
+        if truth_slice.any():
+            whole = Structure(index, label, 0, truth_slice)
+            predicted_slice = np.take(volume, index, axis="KJI".index(axis))
+            results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None))
+    results.volumes.append(_volume_row(key, mode, case, axis, label, value, volume, seconds))
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labelled, _ = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    return labelled == int(np.argmax(np.bincount(labelled.ravel())[1:])) + 1
+
+
+def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCase, settings: BenchmarkSettings,
+                   results: BenchmarkResults) -> None:
+    images, structures = case.read(settings.labels)
+    skipped = [mode for mode in settings.modes if mode in PROPAGATION_MODES]
+    if skipped:
+        logger.info("%s is a 2D set: %s need volumes and are skipped", case.name, ", ".join(skipped))
+    modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
+    encoder = _Encoder(results, entry.key)
+    identity = predictor.model.name, predictor.model.checkpoint_sha256
+    progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
+    for structure in progress:
+        cache_key = ("image-set", case.name, structure.index, *identity)
+
+        def encode() -> ImageEmbedding:
+            embedding = predictor.encode(images[structure.index])
+            entry.cache.put(cache_key, embedding)
+            return embedding
+
+        encoder.ensure(lambda: cache_key in entry.cache, encode)
+        embedding = entry.cache.get(cache_key) or encode()
+
+        def segment(**prompt) -> Prediction:
+            predictor.set_embedding(embedding)
+            return predictor.predict(**prompt)
+
+        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed, _identity(case.name, structure)):
+            results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, (1.0, 1.0),
+                                           outcome.score, outcome.decoder_seconds))
+
+
+def _identity(case: str, structure: Structure) -> str:
+    return f"{case}|{structure.index}|{structure.label}|{structure.component}"
+
+
+def _mask_row(model: str, mode: str, case: str, structure: Structure, mask: np.ndarray, spacing: tuple[float, float],
+              score: float, seconds: float | None) -> MaskRow:
+    truth = structure.mask
+    return MaskRow(model, mode, case, structure.label, structure.index, structure.component, int(truth.sum()),
+                   dice(mask, truth), iou(mask, truth), hd95(mask, truth, spacing), score, seconds)
+
+
+def _other_dimensions(axis: Axis) -> tuple[int, int]:
+    """Array dimensions (K, J, I order) within a slice normal to ``axis``."""
+    along = "KJI".index(axis)
+    return tuple(d for d in range(3) if d != along)  # type: ignore[return-value]
+
+
+def _volume_row(model: str, mode: str, case: VolumeCase, axis: Axis, label: str, value: int, volume: np.ndarray,
+                seconds: float | None) -> VolumeRow:
+    truth = case.labels.array == value
+    spacing = tuple(reversed(case.image.geometry.spacing))  # array order K, J, I
+    slices = int(np.count_nonzero(volume.any(axis=_other_dimensions(axis))))
+    return VolumeRow(model, mode, case.name, label, dice(volume, truth), hd95(volume, truth, spacing), slices, seconds)
