@@ -199,7 +199,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve the model over HTTP for Slicer and other clients until interrupted."""
-    from .server.main import ServeOptions, serve
+    try:
+        from .server.main import ServeOptions, serve
+    except ImportError as error:
+        if error.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
+            raise
+        raise ValueError(f"{error.name} is missing: install the server extra, pip install 'sammed2d[server]'") from None
     from .server.security import TOKEN_ENV
 
     logging.getLogger().setLevel(args.serve_log_level)

@@ -1,0 +1,25 @@
+"""Torch-free client of ``sammed2d serve`` (numpy + requests): what Slicer's Python imports.
+
+Nothing here may import torch, directly or through the engine; ``sammed2d.wire`` is the only
+engine module it uses.
+"""
+
+from .client import Client, PropagatedSlice, PropagationStream, RemoteVolume, SegmentResult, Timeouts
+from .errors import (
+    ApiError,
+    BadRequest,
+    ProtocolMismatch,
+    SAMMed2DClientError,
+    ServerError,
+    ServerNotRunning,
+    ServerTimeout,
+    Unauthorized,
+    VolumeEvicted,
+)
+from .local import LocalServer
+
+__all__ = [
+    "ApiError", "BadRequest", "Client", "LocalServer", "PropagatedSlice", "PropagationStream", "ProtocolMismatch",
+    "RemoteVolume", "SAMMed2DClientError", "SegmentResult", "ServerError", "ServerNotRunning", "ServerTimeout",
+    "Timeouts", "Unauthorized", "VolumeEvicted",
+]

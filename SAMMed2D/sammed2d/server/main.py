@@ -1,0 +1,124 @@
+"""Start the server: check the security policy, bind, load the model, then hand over to uvicorn.
+
+The policy is checked before the (slow) model load so a refused configuration fails at once, and
+the socket is bound before the model load so ``--port 0`` can report the port it got.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import uvicorn
+
+from ..models import LoadedModel, ViTConfig, load_model
+from .app import HttpLimits, create_app
+from .security import check_bind, choose_token, is_loopback
+from .service import SegmentationService, ServiceLimits
+
+logger = logging.getLogger(__name__)
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: str
+    checkpoint: Path | None
+    device: str
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    memory_budget: str = "2G"
+    embedding_budget: str = "1G"
+    max_upload: str = "1G"
+    max_request: str = "64M"
+    threads: int | None = None
+    prefetch: int = 2
+    max_jobs: int = 4
+    #: tests and benchmarks only: a random network of the given ViT size, reproducible through the seed
+    random_weights: bool = False
+    vit: str | None = None
+    seed: int = 0
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '512M', '2G', '1.5G' or a plain number."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write for example 512M or 2G")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def parse_vit(text: str) -> ViTConfig:
+    """'96,4,4,1:3' → embed dim 96, depth 4, 4 heads, global attention in blocks 1 and 3."""
+    try:
+        dim, depth, heads, blocks = text.split(",")
+        return ViTConfig(int(dim), int(depth), int(heads), tuple(int(b) for b in blocks.split(":")))
+    except ValueError:
+        raise ValueError(f"--vit {text!r}: write EMBED_DIM,DEPTH,HEADS,GLOBAL_BLOCKS such as 96,4,4,1:3") from None
+
+
+def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
+    """Run until interrupted; ``announce`` prints the address (and a generated token) for the user."""
+    token = choose_token(options.token)
+    check_bind(options.host, token)
+    if (options.ssl_certfile is None) != (options.ssl_keyfile is None):
+        raise ValueError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    for path in (options.ssl_certfile, options.ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+    tls = options.ssl_certfile is not None
+    if not is_loopback(options.host) and not tls:
+        logger.warning("listening on %s without TLS: the token and images cross the network in clear text",
+                       options.host)
+    http_limits = HttpLimits(parse_size(options.max_request), parse_size(options.max_upload))
+    service_limits = ServiceLimits(
+        volume_budget_bytes=parse_size(options.memory_budget),
+        embedding_budget_bytes=parse_size(options.embedding_budget),
+        max_jobs=options.max_jobs, prefetch_radius=options.prefetch,
+    )
+    listener = _bind(options.host, options.port)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    model = _load(options)
+    app = create_app(SegmentationService(model, service_limits), token.token, http_limits)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+        ssl_certfile=options.ssl_certfile, ssl_keyfile=options.ssl_keyfile,
+    )
+    host, port = listener.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
+    weights = "random weights" if model.checkpoint is None else model.checkpoint.name
+    announce(f"sammed2d serve: listening on {'https' if tls else 'http'}://{url_host}:{port} "
+             f"(model {model.name} from {weights} on {model.device})")
+    if token.generated:
+        announce(f"sammed2d serve: token {token.token} (generated; clients send it as 'Authorization: Bearer <token>'; "
+                 "choose your own with --token or SAMMED2D_TOKEN)")
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}"
+                         " (is another server running there? choose another --port, or 0 for any free one)") from None
+
+
+def _load(options: ServeOptions) -> LoadedModel:
+    if options.random_weights:
+        logger.warning("serving RANDOM weights: for tests and benchmarks only, the masks mean nothing")
+        torch.manual_seed(options.seed)
+        vit = parse_vit(options.vit) if options.vit else None
+        return load_model(options.model, device=options.device, vit=vit, random_weights=True)
+    return load_model(options.model, options.checkpoint, device=options.device)

@@ -1,0 +1,280 @@
+"""The model behind the API: volumes, sessions, embeddings, results and jobs around one predictor.
+
+Every model call goes through one ``ModelLock``; sessions (one per volume and intensity preset)
+share one embedding cache, so its budget covers the whole server. Engine errors about the caller's
+input (``ValueError``) become 400s with the engine's own message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..intensity import fit_mapping
+from ..models import LoadedModel
+from ..predictor import Prediction, Predictor
+from ..propagation import Propagation, PropagationSettings
+from ..session import EmbeddingCache, VolumeSession
+from ..volumes import Geometry, Volume
+from ..wire import decode_array, decode_image, image_id, pack_mask, unpack_mask, volume_id, wire_dtype
+from .errors import ApiError
+from .jobs import Emit, JobRegistry, PropagationJob
+from .locking import ModelLock
+from .prefetch import Prefetcher
+from .results import ResultStore, StoredResult
+from .schemas import Prompt, PropagateRequest, PropagationKey, SegmentImageRequest, SegmentSliceRequest
+from .store import VolumeStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    volume_budget_bytes: int = 2 << 30
+    embedding_budget_bytes: int = 1 << 30
+    max_results: int = 256
+    max_jobs: int = 4
+    prefetch_radius: int = 2
+    max_image_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
+class VolumeMetadata:
+    shape: tuple[int, int, int]
+    dtype: str
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    packed: dict[str, Any]
+    score: float
+    area: int
+    handle: str
+    embedding_cached: bool
+
+
+@contextmanager
+def client_mistakes() -> Iterator[None]:
+    """The engine's ValueErrors describe what the caller gave wrong: answer them with a 400."""
+    try:
+        yield
+    except ValueError as error:
+        raise ApiError(400, "bad_request", str(error)) from None
+
+
+class SegmentationService:
+    def __init__(self, model: LoadedModel, limits: ServiceLimits) -> None:
+        self.model = model
+        self.limits = limits
+        self.lock = ModelLock()
+        self.predictor = Predictor(model)
+        self.embeddings = EmbeddingCache(limits.embedding_budget_bytes)
+        self.volumes = VolumeStore(limits.volume_budget_bytes, on_evict=self._forget_sessions)
+        self.results = ResultStore(limits.max_results)
+        self.jobs = JobRegistry(limits.max_jobs)
+        self.prefetcher = Prefetcher(self.lock, limits.prefetch_radius)
+        self._sessions: dict[tuple[str, str], VolumeSession] = {}
+        self._sessions_lock = threading.Lock()
+
+    def start(self) -> None:
+        self.prefetcher.start()
+
+    def stop(self) -> None:
+        self.jobs.shutdown()
+        self.prefetcher.stop()
+
+    # volumes
+
+    def add_volume(self, given_id: str, metadata: VolumeMetadata, body: bytes) -> tuple[Volume, bool]:
+        """Decode, verify the content id, keep; returns (volume, newly stored)."""
+        existing = self.volumes.get(given_id)
+        if existing is not None:
+            return existing, False
+        with client_mistakes():
+            _check_geometry(metadata)
+            try:
+                array = decode_array(body, metadata.shape, metadata.dtype, self.limits.volume_budget_bytes)
+            except OverflowError as error:
+                raise ApiError(413, "volume_too_large", f"{error}: the server's volume budget "
+                               "(--memory-budget) is smaller than this volume") from None
+            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                raise ValueError("the volume contains NaN or infinite values; replace them before uploading")
+        actual = volume_id(array, metadata.spacing, metadata.origin, metadata.direction)
+        if actual != given_id:
+            raise ApiError(400, "content_mismatch", f"the data hashes to {actual}, not {given_id}: compute the id with "
+                           "sammed2d.wire.volume_id over the same voxels and geometry")
+        geometry = Geometry(metadata.spacing, metadata.origin, metadata.direction)
+        volume = Volume(array, geometry, source=f"upload {given_id}")
+        self.volumes.add(given_id, volume)
+        return volume, True
+
+    def volume(self, given_id: str) -> Volume:
+        volume = self.volumes.get(given_id)
+        if volume is None:
+            raise ApiError(404, "volume_unknown", f"volume {given_id} is not on the server (never uploaded, deleted or "
+                           "evicted to stay within the memory budget): upload it again")
+        return volume
+
+    def _forget_sessions(self, given_id: str) -> None:
+        with self._sessions_lock:
+            for key in [key for key in self._sessions if key[0] == given_id]:
+                del self._sessions[key]
+
+    def session(self, given_id: str, preset: str) -> VolumeSession:
+        volume = self.volume(given_id)
+        with self._sessions_lock:
+            session = self._sessions.get((given_id, preset))
+        if session is not None:
+            return session
+        with client_mistakes():  # fitted outside the lock: a percentile over a large volume takes a while
+            mapping = fit_mapping(volume.array, preset)
+        session = VolumeSession(volume, self.predictor, mapping, self.embeddings, self.lock)
+        # the engine's id covers voxels only; ours also covers geometry, which changes the model's image
+        session.volume_id = given_id
+        with self._sessions_lock:
+            return self._sessions.setdefault((given_id, preset), session)
+
+    # segmentation
+
+    def segment_slice(self, given_id: str, request: SegmentSliceRequest) -> SegmentOutcome:
+        session = self.session(given_id, request.preset)
+        with client_mistakes():
+            height, width = session.volume.slice(request.axis, request.index).shape
+        context = ("volume", given_id, request.preset, request.axis, request.index)
+        previous = self._previous(request.previous, context)
+        points, labels, box = _prompt_arrays(request, width, height)
+        self.prefetcher.wait_for(session, request.axis, request.index)
+        cached = session.is_cached(request.axis, request.index)
+        with client_mistakes():
+            prediction = session.segment(request.axis, request.index, points, labels, box,
+                                         None if previous is None else previous.low_res_logits, request.multimask)
+        if request.prefetch:
+            self.prefetcher.schedule(session, request.axis, request.index)
+        return self._outcome(prediction, context, previous, cached)
+
+    def segment_image(self, request: SegmentImageRequest) -> SegmentOutcome:
+        key = ("image", request.image_id, request.preset, self.model.name, self.model.checkpoint_sha256)
+        embedding = self.embeddings.get(key)
+        cached = embedding is not None
+        if embedding is None:
+            if request.image is None:
+                raise ApiError(404, "image_not_cached", f"the server has no embedding for image {request.image_id}: "
+                               "send the pixels with the prompt")
+            with client_mistakes():
+                pixels = self._decode_image(request)
+                mapped = fit_mapping(pixels, request.preset).apply(pixels)
+                with self.lock:
+                    embedding = self.predictor.encode(mapped)
+            self.embeddings.put(key, embedding)
+        height, width = embedding.original_size
+        context = ("image", request.image_id, request.preset)
+        previous = self._previous(request.previous, context)
+        points, labels, box = _prompt_arrays(request, width, height)
+        with client_mistakes(), self.lock:
+            self.predictor.set_embedding(embedding)
+            logits = None if previous is None else previous.low_res_logits
+            prediction = self.predictor.predict(points, labels, box, logits, request.multimask)
+        return self._outcome(prediction, context, previous, cached)
+
+    def _decode_image(self, request: SegmentImageRequest) -> np.ndarray:
+        assert request.image is not None
+        shape = request.image.shape
+        if len(shape) == 3 and shape[2] != 3:
+            raise ValueError(f"an image is H×W or H×W×3 (RGB); got shape {shape}")
+        try:
+            pixels = decode_image(request.image.model_dump(), self.limits.max_image_bytes)
+        except OverflowError as error:
+            raise ApiError(413, "image_too_large", str(error)) from None
+        actual = image_id(pixels)
+        if actual != request.image_id:
+            raise ApiError(400, "content_mismatch", f"the pixels hash to {actual}, not {request.image_id}: compute the "
+                           "id with sammed2d.wire.image_id over the same array")
+        return pixels
+
+    def _previous(self, handle: str | None, context: tuple) -> StoredResult | None:
+        if handle is None:
+            return None
+        previous = self.results.get(handle)
+        if previous is None:
+            raise ApiError(404, "handle_unknown", f"result {handle} is no longer on the server (only the latest "
+                           f"{self.limits.max_results} are kept): segment again without 'previous'")
+        if previous.context != context:
+            raise ApiError(400, "handle_mismatch", f"result {handle} belongs to {_describe(previous.context)}, not "
+                           f"{_describe(context)}: refine a result of the same slice")
+        return previous
+
+    def _outcome(self, prediction: Prediction, context: tuple, previous: StoredResult | None,
+                 cached: bool) -> SegmentOutcome:
+        mask = prediction.masks[0]
+        score = float(prediction.scores[0])
+        handle = self.results.add(StoredResult(context, mask, prediction.low_res_logits[0], score))
+        packed = pack_mask(mask, None if previous is None else previous.mask)
+        return SegmentOutcome(packed, score, int(mask.sum()), handle, cached)
+
+    # propagation
+
+    def start_propagation(self, given_id: str, request: PropagateRequest, emit: Emit) -> PropagationJob:
+        session = self.session(given_id, request.preset)
+        options = request.settings.model_dump(exclude_none=True)
+        if "slice_range" in options:
+            options["slice_range"] = tuple(options["slice_range"])
+        with client_mistakes():
+            propagation = Propagation(session, request.axis, PropagationSettings(**options))
+            for key in request.keys:
+                mask, logits, score = self._key(given_id, request, key)
+                propagation.set_key(key.index, mask, logits, score)
+        job = PropagationJob(propagation, given_id, self.lock, emit)
+        self.jobs.start(job)
+        return job
+
+    def _key(self, given_id: str, request: PropagateRequest,
+             key: PropagationKey) -> tuple[np.ndarray, np.ndarray | None, float]:
+        if (key.handle is None) == (key.mask is None):
+            raise ValueError(f"key slice {key.index}: give either a result handle or a mask, not both or neither")
+        if key.handle is not None:
+            stored = self._previous(key.handle, ("volume", given_id, request.preset, request.axis, key.index))
+            assert stored is not None
+            return stored.mask, stored.low_res_logits, stored.score
+        return unpack_mask(key.mask.model_dump()), None, 1.0
+
+
+def _check_geometry(metadata: VolumeMetadata) -> None:
+    wire_dtype(metadata.dtype)
+    if len(metadata.shape) != 3:
+        raise ValueError(f"a volume has three dimensions (K, J, I); got shape {list(metadata.shape)}")
+    values = {"spacing": metadata.spacing, "origin": metadata.origin, "direction": metadata.direction}
+    sizes = {"spacing": 3, "origin": 3, "direction": 9}
+    for name, vector in values.items():
+        if len(vector) != sizes[name] or not np.isfinite(vector).all():
+            raise ValueError(f"{name} must be {sizes[name]} finite numbers; got {list(vector)}")
+    if min(metadata.spacing) <= 0:
+        raise ValueError(f"spacing must be positive; got {list(metadata.spacing)}")
+
+
+def _prompt_arrays(prompt: Prompt, width: int,
+                   height: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Prompts as arrays, checked against the slice in its own pixels (the engine may resample it)."""
+    corners = [] if prompt.box is None else [(prompt.box[0], prompt.box[1]), (prompt.box[2], prompt.box[3])]
+    for what, (x, y) in [("point", (p.x, p.y)) for p in prompt.points] + [("box corner", c) for c in corners]:
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise ApiError(400, "prompt_outside", f"{what} ({x:g}, {y:g}) lies outside the {width}×{height} slice "
+                           "(x must be in 0..width, y in 0..height)")
+    points = np.array([(p.x, p.y) for p in prompt.points], dtype=np.float64) if prompt.points else None
+    labels = np.array([p.label for p in prompt.points], dtype=np.int64) if prompt.points else None
+    box = None if prompt.box is None else np.asarray(prompt.box, dtype=np.float64)
+    return points, labels, box
+
+
+def _describe(context: tuple) -> str:
+    if context[0] == "image":
+        return f"image {context[1]} ({context[2]})"
+    return f"volume {context[1]} ({context[2]}), slice {context[4]} along {context[3]}"
