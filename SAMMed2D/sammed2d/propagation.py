@@ -81,7 +81,6 @@ class _Chain:
     source: int
     direction: int
     indices: list[int]
-    reaches_boundary: bool  # ends at the axis range (True) or at the midpoint to another key (False)
 
 
 class Propagation:
@@ -103,17 +102,16 @@ class Propagation:
 
     def set_key(self, index: int, mask: np.ndarray, low_res_logits: np.ndarray | None = None, score: float = 1.0) -> None:
         """Add or replace a key slice (a user's mask, or the model's answer to the user's prompt)."""
-        expected = self.session.volume.slice(self.axis, index).shape
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != expected:
-            raise ValueError(f"the mask for slice {index} has shape {mask.shape}; the slice is {expected}")
-        if not mask.any():
-            raise ValueError(f"the key mask on slice {index} is empty")
         if not self.first <= index <= self.last:
             raise ValueError(f"key slice {index} lies outside the propagation range {self.first}..{self.last}")
+        image = self.session.volume.slice(self.axis, index)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != image.shape:
+            raise ValueError(f"the mask for slice {index} has shape {mask.shape}; the slice is {image.shape}")
+        if not mask.any():
+            raise ValueError(f"the key mask on slice {index} is empty")
         self._versions += 1
-        values = self.session.volume.slice(self.axis, index)[mask]
-        low, high = np.percentile(values, (5, 95))
+        low, high = np.percentile(image[mask], (5, 95))
         self.keys[index] = SliceResult(mask, score, low_res_logits, index, self._versions, (float(low), float(high)))
         self.results.pop(index, None)
 
@@ -153,12 +151,12 @@ class Propagation:
 
     def _plan(self) -> list[_Chain]:
         keys = sorted(self.keys)
-        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)), True)]
+        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)))]
         for lower, upper in zip(keys, keys[1:]):
             middle = (lower + upper) // 2
-            chains.append(_Chain(lower, +1, list(range(lower + 1, middle + 1)), False))
-            chains.append(_Chain(upper, -1, list(range(upper - 1, middle, -1)), False))
-        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1)), True))
+            chains.append(_Chain(lower, +1, list(range(lower + 1, middle + 1))))
+            chains.append(_Chain(upper, -1, list(range(upper - 1, middle, -1))))
+        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1))))
         return [chain for chain in chains if chain.indices]
 
     def _walk(
