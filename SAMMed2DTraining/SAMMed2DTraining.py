@@ -5,22 +5,30 @@ of SAM-Med2D models over labelled volumes. It is meant to run headless as well a
 module panel:
 
     Slicer --no-main-window --python-script SAMMed2DTraining.py -- version
+    Slicer --no-main-window --python-script SAMMed2DTraining.py -- benchmark --case CT.nrrd CT.seg.nrrd --out results
+    Slicer --no-main-window --python-script SAMMed2DTraining.py -- train --case CT.nrrd CT.seg.nrrd --out run
+
+From the Python console, the logic runs on nodes of the scene:
+
+    logic = slicer.util.getModuleLogic("SAMMed2DTraining")
+    output = logic.benchmark([(volumeNode, segmentationNode)], "/tmp/results", modes=["box", "propagate-box"])
 
 The engine package ``sammed2d`` ships with the SAMMed2D module, whose directory Slicer puts
-on the Python path. Qt is used only in the Widget class.
+on the Python path. Qt is used only in the Widget class; the logic's work is done in
+``SAMMed2DTrainingLib`` (Qt-free, tested with slicer-core).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-import traceback
-from typing import List, Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import slicer
 import slicer.util  # exit() ends headless runs; imported explicitly rather than relying on start-up imports
 from SAMMed2DLib.engine import ENGINE_PACKAGE, EngineStatus, engineStatus
+from SAMMed2DTrainingLib.commandline import runCommandLine, scriptArguments
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -119,6 +127,27 @@ class SAMMed2DTrainingLogic(ScriptedLoadableModuleLogic):
         """Version of the engine package shipped with the extension, or why it cannot be imported."""
         return engineStatus()
 
+    def benchmark(self, cases: Sequence[tuple], out: Union[str, Path], **options):
+        """Benchmark on (volume node, segmentation or label map node) pairs, or (image, labels) files.
+
+        Options as ``SAMMed2DTrainingLib.runs.benchmarkCases`` (models, modes, preset, axis, labels, seed …).
+        Writes summary.json, CSVs, a Markdown table and plots to ``out``; returns the engine's BenchmarkOutput.
+        """
+        from SAMMed2DTrainingLib.runs import benchmarkCases  # imports torch: only when asked
+
+        return benchmarkCases(cases, out, **options)
+
+    def train(self, cases: Sequence[tuple], out: Union[str, Path], valFraction: float = 0.2,
+              axes: Sequence[str] = ("K",), preset: str = "minmax", **config):
+        """Fine-tune on (volume node, segmentation node) pairs or files; volumes are split whole for validation.
+
+        ``config`` holds ``sammed2d.training.trainer.TrainingConfig`` fields (model, checkpoint, trainable, epochs …).
+        """
+        from sammed2d.training.trainer import TrainingConfig
+        from SAMMed2DTrainingLib.runs import trainCases
+
+        return trainCases(cases, TrainingConfig(out=Path(out), **config), valFraction, axes, preset)
+
 
 #
 # SAMMed2DTrainingTest
@@ -155,54 +184,8 @@ class SAMMed2DTrainingTest(ScriptedLoadableModuleTest):
 
 
 #
-# Headless entry point
+# Headless entry point (SAMMed2DTrainingLib.commandline: runCommandLine, scriptArguments)
 #
-
-
-def scriptArguments(argv: Sequence[str]) -> List[str]:
-    """Arguments meant for this script: those after the first "--".
-
-    Slicer passes the arguments that follow the script path on to sys.argv; the "--" keeps
-    ours apart from Slicer's own options. Without "--", everything after the script path is used.
-    """
-    argv = list(argv)
-    if "--" in argv:
-        return argv[argv.index("--") + 1:]
-    return argv[1:]
-
-
-def buildArgumentParser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="Slicer --no-main-window --python-script SAMMed2DTraining.py --",
-        description="SAM-Med2D adapter fine-tuning and Dice benchmarking, run headless inside Slicer.",
-    )
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subcommands.required = True
-    subcommands.add_parser("version", help="print the version of the SAM-Med2D engine and exit")
-    return parser
-
-
-def runCommandLine(args: Sequence[str]) -> int:
-    """Run one command; return the process exit status (0 success, 1 failure). Never raises."""
-    parser = buildArgumentParser()
-    try:
-        options = parser.parse_args(list(args))
-    except SystemExit as stop:  # argparse exits on --help (status 0) and on bad arguments (status 2).
-        return 0 if stop.code in (0, None) else 1
-
-    try:
-        if options.command == "version":
-            status = SAMMed2DTrainingLogic().engineStatus()
-            if status.version is None:
-                print(f"error: cannot import '{ENGINE_PACKAGE}': {status.error}", file=sys.stderr)
-                return 1
-            print(f"{ENGINE_PACKAGE} {status.version}")
-            return 0
-        print(f"error: unknown command {options.command!r}", file=sys.stderr)
-        return 1
-    except Exception:  # A failed run must still end with a status, not leave Slicer running.
-        traceback.print_exc()
-        return 1
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the paper's)")
     parser.add_argument("--min-mask-pixels", type=int, default=100,
                         help="skip masks smaller than this at 256×256, as the paper (default: %(default)s)")
+    parser.add_argument("--slices", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                        help="only these slices along --axis (inclusive); 3D metrics then cover this slab")
     parser.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -87,7 +89,7 @@ def cases_from_arguments(args: argparse.Namespace) -> list[Case]:
 
 def settings_from_arguments(args: argparse.Namespace) -> BenchmarkSettings:
     return BenchmarkSettings(expand_modes(args.modes), args.axis, tuple(args.labels), args.min_mask_pixels, args.seed,
-                             not args.no_progress)
+                             not args.no_progress, tuple(args.slices) if args.slices else None)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..intensity import fit_mapping
 from ..metrics import dice, hd95, iou
 from ..models import LoadedModel
 from ..predictor import ImageEmbedding, Prediction, Predictor
-from ..propagation import Propagation
+from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
 from ..training.prompts import EIGHT_CONNECTED, box_from_mask
 from ..volumes import Axis, stack_slices
@@ -47,6 +47,8 @@ class BenchmarkSettings:
     min_mask_pixels: int = 100  # at 256×256, the paper's filter
     seed: int = 0
     progress: bool = True
+    #: first and last slice (inclusive) along the axis; 3D metrics then cover this slab only
+    slices: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,9 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
                 results: BenchmarkResults) -> None:
     axis = settings.axis
     session = VolumeSession(case.image, predictor, fit_mapping(case.image.array, case.preset), entry.cache)
-    structures = case.structures(axis, settings.labels, settings.min_mask_pixels)
+    slab = _slab(case, settings)
+    structures = [structure for structure in case.structures(axis, settings.labels, settings.min_mask_pixels)
+                  if slab[0] <= structure.index <= slab[1]]
     if not structures:
         logger.warning("%s has no mask to evaluate along %s (labels %s, masks under %d pixels at 256² dropped)",
                        case.name, axis, list(settings.labels) or "all", settings.min_mask_pixels)
@@ -142,7 +146,7 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
         for label, value in keys.items():
             slices = predicted.get((mode, label), {})
             volume = stack_slices(slices, axis, case.image.shape, dtype=bool)
-            results.volumes.append(_volume_row(entry.key, mode, case, axis, label, value, volume, None))
+            results.volumes.append(_volume_row(entry.key, mode, case, axis, slab, label, value, volume, None))
     for mode in settings.modes:
         if mode in PROPAGATION_MODES:
             for label, value in keys.items():
@@ -153,8 +157,13 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
                      settings: BenchmarkSettings, results: BenchmarkResults) -> None:
     """One prompt on the slice where the label is largest (on its largest part), propagated through the volume."""
     axis = settings.axis
-    truth = case.labels.array == value
-    seed_index = int(np.argmax(truth.sum(axis=_other_dimensions(axis))))
+    slab = _slab(case, settings)
+    areas = (case.labels.array == value).sum(axis=_other_dimensions(axis))
+    areas[: slab[0]] = areas[slab[1] + 1 :] = 0
+    if not areas.any():
+        logger.info("%s: label %s is absent from slices %d..%d; no %s", case.name, label, *slab, mode)
+        return
+    seed_index = int(np.argmax(areas))
     seed_truth = case.labels.slice(axis, seed_index) == value
     components = _largest_component(seed_truth)
     started = time.perf_counter()
@@ -165,7 +174,7 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
         points, labels = huang_points(components, 1, 0, rng)
         seed = session.segment(axis, seed_index, points=points, point_labels=labels)
     if seed.masks[0].any():
-        propagation = Propagation(session, axis)
+        propagation = Propagation(session, axis, PropagationSettings(slice_range=slab))
         propagation.set_key(seed_index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
         propagation.run()
         volume = propagation.labelmap()
@@ -174,13 +183,13 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
         volume = np.zeros(case.image.shape, dtype=bool)
     seconds = time.perf_counter() - started
     spacing = case.image.pixel_spacing(axis)
-    for index in range(case.labels.slice_count(axis)):
+    for index in range(slab[0], slab[1] + 1):
         truth_slice = case.labels.slice(axis, index) == value
         if truth_slice.any():
             whole = Structure(index, label, 0, truth_slice)
             predicted_slice = np.take(volume, index, axis="KJI".index(axis))
             results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None))
-    results.volumes.append(_volume_row(key, mode, case, axis, label, value, volume, seconds))
+    results.volumes.append(_volume_row(key, mode, case, axis, slab, label, value, volume, seconds))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -235,9 +244,20 @@ def _other_dimensions(axis: Axis) -> tuple[int, int]:
     return tuple(d for d in range(3) if d != along)  # type: ignore[return-value]
 
 
-def _volume_row(model: str, mode: str, case: VolumeCase, axis: Axis, label: str, value: int, volume: np.ndarray,
-                seconds: float | None) -> VolumeRow:
+def _slab(case: VolumeCase, settings: BenchmarkSettings) -> tuple[int, int]:
+    last = case.image.slice_count(settings.axis) - 1
+    first, end = settings.slices or (0, last)
+    if not 0 <= first <= end <= last:
+        raise ValueError(f"slices {first}..{end} are outside {case.name} (0..{last} along {settings.axis})")
+    return first, end
+
+
+def _volume_row(model: str, mode: str, case: VolumeCase, axis: Axis, slab: tuple[int, int], label: str, value: int,
+                volume: np.ndarray, seconds: float | None) -> VolumeRow:
+    outside = np.ones(case.labels.slice_count(axis), dtype=bool)
+    outside[slab[0] : slab[1] + 1] = False
     truth = case.labels.array == value
+    np.moveaxis(truth, "KJI".index(axis), 0)[outside] = False  # a view: clears the slices outside the slab
     spacing = tuple(reversed(case.image.geometry.spacing))  # array order K, J, I
     slices = int(np.count_nonzero(volume.any(axis=_other_dimensions(axis))))
     return VolumeRow(model, mode, case.name, label, dice(volume, truth), hd95(volume, truth, spacing), slices, seconds)
