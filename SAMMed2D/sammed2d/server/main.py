@@ -7,6 +7,7 @@ the socket is bound before the model load so ``--port 0`` can report the port it
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -107,10 +108,21 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """A listening TCP socket. Its protocol must say TCP: asyncio sets TCP_NODELAY on accepted connections only
+    then, and without it every response waits ~40 ms for a delayed ACK (Nagle)."""
+    listener = None
     try:
-        return socket.create_server((host, port), family=family)
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)[0]
+        listener = socket.socket(family, kind, protocol)
+        if os.name == "posix":
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+        return listener
     except OSError as error:
+        if listener is not None:
+            listener.close()
         raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}"
                          " (is another server running there? choose another --port, or 0 for any free one)") from None
 
