@@ -37,11 +37,13 @@ from sammed2d.intensity import fit_mapping
 from sammed2d.models import ViTConfig, load_model
 from sammed2d.predictor import Predictor
 from sammed2d.propagation import Propagation, PropagationSettings
+from sammed2d.server.locking import ModelLock
 from sammed2d.session import VolumeSession
 from sammed2d.volumes import Geometry, Volume, read_volume
 
 TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1"]
-TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1"]
+TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1",
+               "--max-jobs", "2"]
 #: lets a random network propagate through every slice (its scores and shapes mean nothing)
 PERMISSIVE = {"min_score": 0.0, "min_appearance": 0.0, "min_overlap": 0.0, "max_growth": 1e6, "min_shrink": 0.0}
 
@@ -213,6 +215,16 @@ def test_propagation_from_a_drawn_mask(tiny_server):
     drawn[10:30, 12:40] = True
     report = tiny_server.client.propagate(remote, "K", {2: drawn}, settings=PERMISSIVE).wait()
     assert sorted(report["computed"]) == [0, 1, 3, 4, 5]
+
+
+def test_neighbours_are_encoded_in_the_background(tiny_server):
+    client = tiny_server.client
+    remote = client.upload(synthetic_volume(seed=61))
+    client.segment(remote, "K", 5, box=[5, 5, 40, 40])  # prefetch radius 1: slices 4 and 6
+    time.sleep(1.0)
+    assert client.segment(remote, "K", 6, box=[5, 5, 40, 40], prefetch=False).embedding_cached
+    assert client.segment(remote, "K", 4, box=[5, 5, 40, 40], prefetch=False).embedding_cached
+    assert not client.segment(remote, "K", 8, box=[5, 5, 40, 40], prefetch=False).embedding_cached
 
 
 # uploads: once, under a budget
@@ -478,6 +490,45 @@ def test_cancel_request_ends_the_stream_with_a_report(tiny_server):
     assert stream.report["cancelled"] is True
     assert len(slices) == len(stream.report["computed"]) < 59
     assert client.job(stream.job_id)["state"] == "cancelled"
+
+
+def test_running_propagations_are_capped(tiny_server):
+    client = tiny_server.client
+    remote, key = _start_long_propagation(tiny_server)
+    streams = [client.propagate(remote, "K", {0: key}, settings=PERMISSIVE) for _ in range(2)]  # --max-jobs 2
+    try:
+        with pytest.raises(BadRequest, match="propagations are running") as caught:
+            client.propagate(remote, "K", {0: key}, settings=PERMISSIVE)
+        assert caught.value.status == 429 and caught.value.code == "too_many_jobs"
+    finally:
+        for stream in streams:
+            stream.close()
+        deadline = time.monotonic() + 20
+        while any(client.job(s.job_id)["state"] == "running" for s in streams) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_interactive_model_calls_go_before_background_ones():
+    lock, order = ModelLock(), []
+
+    def call(name: str, background: bool) -> None:
+        if background:
+            with lock.background(), lock:
+                order.append(name)
+        else:
+            with lock:
+                order.append(name)
+
+    lock.acquire()  # a model call is running; a propagation, then a click, queue behind it
+    waiters = [threading.Thread(target=call, args=("propagation", True)),
+               threading.Thread(target=call, args=("click", False))]
+    for waiter in waiters:
+        waiter.start()
+        time.sleep(0.1)
+    lock.release()
+    for waiter in waiters:
+        waiter.join(5)
+    assert order == ["click", "propagation"]
 
 
 def test_a_click_during_a_propagation_waits_for_at_most_one_model_call(lite_server):

@@ -93,6 +93,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
     app = create_app(SegmentationService(model, service_limits), token.token, http_limits)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+        timeout_keep_alive=60,  # clicks come seconds apart: keep the connection (and its TLS session) open
         ssl_certfile=options.ssl_certfile, ssl_keyfile=options.ssl_keyfile,
     )
     host, port = listener.getsockname()[:2]
