@@ -224,7 +224,7 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                        "only); any other address needs --token")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (default: %(default)s; 0 picks a free one)")
     serve.add_argument("--token", help="bearer token clients must send (default: $SAMMED2D_TOKEN, else generated and "
-                       "printed)")
+                       "printed); prefer the variable, other users of the machine can read command lines")
     serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM), for direct use across a network")
     serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--memory-budget", default="2G", help="memory for uploaded volumes, least recently used "

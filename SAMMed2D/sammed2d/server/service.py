@@ -141,7 +141,10 @@ class SegmentationService:
         # the engine's id covers voxels only; ours also covers geometry, which changes the model's image
         session.volume_id = given_id
         with self._sessions_lock:
-            return self._sessions.setdefault((given_id, preset), session)
+            session = self._sessions.setdefault((given_id, preset), session)
+        if self.volumes.get(given_id) is None:  # evicted meanwhile: do not keep its voxels alive here
+            self._forget_sessions(given_id)
+        return session
 
     # segmentation
 
