@@ -19,6 +19,11 @@ def write_plots(summary: Summary, folder: Path) -> list[Path]:
     return written + ([clicks] if clicks else [])
 
 
+def _size(groups: int, series: int) -> tuple[float, float]:
+    """Wide enough for the bars, within what a page or screen shows."""
+    return min(max(6.0, 0.3 * groups * max(series, 1) + 2), 16.0), 4.5
+
+
 def _bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
     width = 0.8 / max(len(series), 1)
     positions = np.arange(len(groups))
@@ -39,7 +44,7 @@ def _per_mode(summary: Summary, path: Path) -> Path:
         series[f"{model} (per mask)"] = [entries.get(mode, {}).get("dice_mean") for mode in modes]
         if any(entry.get("dice_3d_mean") is not None for entry in entries.values()):
             series[f"{model} (3D)"] = [entries.get(mode, {}).get("dice_3d_mean") for mode in modes]
-    figure, ax = plt.subplots(figsize=(max(6, 0.6 * len(modes) * max(len(series), 1)), 4.5), layout="constrained")
+    figure, ax = plt.subplots(figsize=_size(len(modes), len(series)), layout="constrained")
     _bars(ax, modes, series)
     ax.set_title("Dice per prompting mode")
     figure.savefig(path, dpi=100)
@@ -57,7 +62,7 @@ def _per_label(summary: Summary, path: Path) -> Path:
         per_label = entries.get(shown, {}).get("labels", {})
         labels = list(dict.fromkeys(labels + list(per_label)))
         series[model] = per_label
-    figure, ax = plt.subplots(figsize=(max(6, 0.5 * len(labels) * max(len(series), 1)), 4.5), layout="constrained")
+    figure, ax = plt.subplots(figsize=_size(len(labels), len(series)), layout="constrained")
     _bars(ax, labels, {model: [values.get(label, {}).get("dice_mean") for label in labels]
                        for model, values in series.items()})
     ax.set_title(f"Dice per label ({shown} mode)")

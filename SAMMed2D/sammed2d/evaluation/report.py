@@ -13,7 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Iterable
 
-from .modes import PROPAGATION_MODES
+from .modes import ALL_MODES, PROPAGATION_MODES
 from .runner import BenchmarkResults, MaskRow, VolumeRow
 
 Summary = dict[str, dict[str, dict]]
@@ -27,7 +27,7 @@ def summarize(results: BenchmarkResults) -> Summary:
         encoder_ms = 1000 * encoder_seconds / encoded if encoded else None
         masks = [row for row in results.masks if row.model == model]
         volumes = [row for row in results.volumes if row.model == model]
-        modes = list(dict.fromkeys([row.mode for row in masks] + [row.mode for row in volumes]))
+        modes = sorted({row.mode for row in masks} | {row.mode for row in volumes}, key=ALL_MODES.index)
         summary[model] = {}
         for mode in modes:
             mode_masks = [row for row in masks if row.mode == mode]
@@ -66,7 +66,7 @@ def _speed(mode: str, masks: list[MaskRow], volumes: list[VolumeRow], encoder_ms
     if mode in PROPAGATION_MODES:
         seconds = sum(row.seconds or 0.0 for row in volumes)
         slices = sum(row.slices for row in volumes)
-        return {"decoder_ms_per_mask": None, "encoder_ms_per_slice": encoder_ms,
+        return {"decoder_ms_per_mask": None, "encoder_ms_per_slice": _round(encoder_ms),
                 "slices_per_second": _round(slices / seconds) if seconds else None}
     decoder_ms = _mean(1000 * row.decoder_seconds for row in masks if row.decoder_seconds is not None)
     per_slice_ms = (encoder_ms or 0.0) + (decoder_ms or 0.0)
