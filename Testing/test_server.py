@@ -221,7 +221,7 @@ def test_neighbours_are_encoded_in_the_background(tiny_server):
     client = tiny_server.client
     remote = client.upload(synthetic_volume(seed=61))
     client.segment(remote, "K", 5, box=[5, 5, 40, 40])  # prefetch radius 1: slices 4 and 6
-    time.sleep(1.0)
+    time.sleep(2.0)  # two tiny-model encodings take tens of milliseconds; this leaves room for a busy CPU
     assert client.segment(remote, "K", 6, box=[5, 5, 40, 40], prefetch=False).embedding_cached
     assert client.segment(remote, "K", 4, box=[5, 5, 40, 40], prefetch=False).embedding_cached
     assert not client.segment(remote, "K", 8, box=[5, 5, 40, 40], prefetch=False).embedding_cached
