@@ -119,3 +119,5 @@ def test_bad_keys_are_refused(lung2):
         propagation.run()
     with pytest.raises(ValueError, match="outside the volume"):
         Propagation(session, "K", PropagationSettings(slice_range=(0, 99)))
+    with pytest.raises(ValueError, match="min_area"):
+        PropagationSettings(min_area=0)

@@ -32,6 +32,8 @@ def test_sagittal_slice_of_thick_ct_is_segmented_on_square_pixels(litemedsam):
     result = session.segment("I", column, box=[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1])
     assert result.masks.shape == (1, 61, 512)
     assert dice(result.masks[0], target) > 0.8
+    with pytest.raises(ValueError, match="outside the 512×61 slice"):  # in the user's pixels, not resampled ones
+        session.segment("I", column, box=[10, 10, 50, 70])
 
 
 def test_cache_evicts_least_recently_used_under_its_budget(random_tiny_model):

@@ -129,6 +129,17 @@ class Predictor:
         )
 
 
+def validate_prompts(
+    points: ArrayLike | None, point_labels: ArrayLike | None, box: ArrayLike | None, width: int, height: int
+) -> None:
+    """Raise the predictor's ``ValueError`` for prompts that are malformed or off a ``width``×``height`` slice.
+
+    For callers that map prompts into another image first, so errors speak of the user's slice.
+    """
+    _validate_points(points, point_labels, width, height)
+    _validate_boxes(box, width, height)
+
+
 def _validate_image(image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 2:

@@ -47,6 +47,12 @@ class PropagationSettings:
     min_appearance: float = 0.3
     slice_range: tuple[int, int] | None = None  # inclusive; default the whole axis
 
+    def __post_init__(self) -> None:
+        if self.min_area < 1:
+            raise ValueError("min_area must be at least 1 pixel: an empty mask cannot prompt the next slice")
+        if self.refine_passes < 0 or self.box_margin < 0 or self.min_box_margin < 0:
+            raise ValueError("refine_passes and box margins cannot be negative")
+
 
 @dataclass(frozen=True)
 class SliceResult:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .intensity import IntensityMapping
-from .predictor import ImageEmbedding, Prediction, Predictor
+from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
 
 #: pixel aspect ratios closer to 1 than this are treated as square
@@ -171,8 +171,10 @@ class VolumeSession:
 
         ``mask_logits`` is a previous result's ``low_res_logits`` on the same axis.
         """
-        embedding = self.embedding(axis, index)
         resampling = self.resampling(axis)
+        if resampling.factor != 1:  # errors must name the user's slice, not the resampled image
+            validate_prompts(points, point_labels, box, self.volume.slice(axis, index).shape[1], resampling.rows)
+        embedding = self.embedding(axis, index)
         if points is not None:
             points = resampling.points_to_model(np.asarray(points, dtype=np.float64))
         if box is not None:
