@@ -46,12 +46,17 @@ def test_segment_a_png_slice_with_a_box_and_points(tmp_path):
     assert (tmp_path / "o.png").exists()
 
 
-def test_segment_one_slice_of_a_volume_keeps_its_geometry(tmp_path):
+def lung2_tumour_prompt() -> tuple:
+    """lung2's image path, its tumour mask, the slice where the tumour is largest and its tight box as CLI words."""
     volume_path = require(DATA / "pyradiomics" / "lung2_image.nrrd")
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "pyradiomics" / "lung2_label.nrrd"))) > 0
     k = int(np.argmax(truth.sum(axis=(1, 2))))
     rows, cols = np.nonzero(truth[k])
-    box = [str(v) for v in (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]
+    return volume_path, truth, k, [str(v) for v in (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]
+
+
+def test_segment_one_slice_of_a_volume_keeps_its_geometry(tmp_path):
+    volume_path, truth, k, box = lung2_tumour_prompt()
     out = tmp_path / "lung2_tumour.nrrd"
     result = run_cli("segment", str(volume_path), "--slice", str(k), "--preset", "ct-lung", "--box", *box,
                      "--label", "3", "--out", str(out))
@@ -66,11 +71,7 @@ def test_segment_one_slice_of_a_volume_keeps_its_geometry(tmp_path):
 
 
 def test_segment_and_propagate_through_a_volume_to_a_seg_nrrd(tmp_path):
-    volume_path = require(DATA / "pyradiomics" / "lung2_image.nrrd")
-    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "pyradiomics" / "lung2_label.nrrd"))) > 0
-    k = int(np.argmax(truth.sum(axis=(1, 2))))
-    rows, cols = np.nonzero(truth[k])
-    box = [str(v) for v in (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)]
+    volume_path, truth, k, box = lung2_tumour_prompt()
     out = tmp_path / "tumour.seg.nrrd"
     result = run_cli("segment", str(volume_path), "--slice", str(k), "--preset", "ct-lung", "--box", *box,
                      "--propagate", "--name", "tumour", "--out", str(out))
