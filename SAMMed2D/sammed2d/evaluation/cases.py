@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..training.datasets import JsonDataset, JsonEntry, read_json_index
-from ..training.datasets import _index_axis as paper_slice_entries  # the paper's slicing rules, shared with training
+from ..training.datasets import paper_slice_entries  # the paper's slicing rules, shared with training
 from ..training.prompts import EIGHT_CONNECTED
 from ..volumes import Axis, Volume, read_labels, read_volume
 

@@ -176,7 +176,7 @@ class VolumeCase:
 
 
 @dataclass(frozen=True)
-class _SliceEntry:
+class SliceEntry:
     case: int
     axis: Axis
     index: int
@@ -205,10 +205,10 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
             raise ValueError(f"axes must be some of {', '.join(AXES)}; got {list(axes)}")
         self.cases = list(cases)
         self._volumes: list[tuple[Volume, Volume]] = [_load_case(case, preset) for case in self.cases]
-        self.entries: list[_SliceEntry] = []
+        self.entries: list[SliceEntry] = []
         for number, (_, labels) in enumerate(self._volumes):
             for axis in dict.fromkeys(axes):
-                self.entries.extend(_index_axis(number, labels, axis, min_mask_pixels))  # type: ignore[arg-type]
+                self.entries.extend(paper_slice_entries(number, labels, axis, min_mask_pixels))  # type: ignore[arg-type]
             if not any(entry.case == number for entry in self.entries):
                 logger.warning("%s gives no training slice along %s (masks too small or slices too elongated)",
                                self.cases[number].labels, ", ".join(axes))
@@ -246,7 +246,7 @@ def _load_case(case: VolumeCase, preset: str) -> tuple[Volume, Volume]:
     return image, labels
 
 
-def _index_axis(case: int, labels: Volume, axis: Axis, min_mask_pixels: int) -> list[_SliceEntry]:
+def paper_slice_entries(case: int, labels: Volume, axis: Axis, min_mask_pixels: int) -> list[SliceEntry]:
     height, width = labels.slice(axis, 0).shape
     if min(height, width) * 2 < max(height, width):
         logger.info("%s: slices along %s are %d×%d, too elongated for training; skipped", labels.source, axis,
@@ -263,5 +263,5 @@ def _index_axis(case: int, labels: Volume, axis: Axis, min_mask_pixels: int) -> 
             areas = np.bincount(components[np.ix_(rows, cols)].ravel(), minlength=count + 1)
             kept.extend((int(value), number) for number in range(1, count + 1) if areas[number] >= min_mask_pixels)
         if kept:
-            entries.append(_SliceEntry(case, axis, index, tuple(kept)))
+            entries.append(SliceEntry(case, axis, index, tuple(kept)))
     return entries
