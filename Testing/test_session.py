@@ -9,7 +9,7 @@ from conftest import DATA, require
 from sammed2d.intensity import fit_mapping
 from sammed2d.metrics import dice
 from sammed2d.predictor import Predictor
-from sammed2d.session import EmbeddingCache, SliceResampling, VolumeSession, content_id
+from sammed2d.session import EmbeddingCache, SliceResampling, VolumeSession
 from sammed2d.volumes import Geometry, Volume, read_labels, read_volume
 
 
@@ -55,6 +55,9 @@ def test_cache_keys_separate_intensity_mappings_and_content(random_tiny_model):
     lung = VolumeSession(volume, predictor, fit_mapping(array, "ct-lung"))
     bone = VolumeSession(volume, predictor, fit_mapping(array, "ct-bone"))
     assert lung.cache_key("K", 0) != bone.cache_key("K", 0)
-    assert content_id(array) != content_id(array + 1) and content_id(array) == content_id(array.copy())
+    thick = VolumeSession(Volume(array, Geometry((1.0, 1.0, 3.0), (0.0, 0.0, 0.0), volume.geometry.direction)),
+                          predictor, lung.mapping)
+    assert thick.cache_key("K", 0) != lung.cache_key("K", 0)  # same voxels, other spacing: other embeddings
+    assert VolumeSession(Volume(array.copy(), volume.geometry), predictor, lung.mapping).volume_id == lung.volume_id
     with pytest.raises(ValueError, match="outside the volume"):
         lung.segment("K", 5, box=[0, 0, 4, 4])

@@ -8,7 +8,6 @@ image and masks back to the slice's own pixels exactly (each pixel takes the mod
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from .intensity import IntensityMapping
 from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
+from .wire import volume_id
 
 #: pixel aspect ratios closer to 1 than this are treated as square
 _ASPECT_TOLERANCE = 0.01
@@ -74,13 +74,6 @@ def _nbytes(embedding: ImageEmbedding) -> int:
     return embedding.features.element_size() * embedding.features.nelement()
 
 
-def content_id(array: np.ndarray) -> str:
-    """A stable id of array content (shape, dtype and bytes), for cache keys and upload dedupe."""
-    digest = hashlib.sha256(f"{array.shape}{array.dtype}".encode())
-    digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class SliceResampling:
     """Maps between a slice's pixels (H rows) and the model image (``model_rows`` rows, same columns)."""
@@ -120,7 +113,8 @@ class VolumeSession:
         self.mapping = mapping
         self.cache = cache if cache is not None else EmbeddingCache()
         self.model_lock = model_lock if model_lock is not None else threading.Lock()
-        self.volume_id = content_id(volume.array)
+        geometry = volume.geometry
+        self.volume_id = volume_id(volume.array, geometry.spacing, geometry.origin, geometry.direction)
 
     def cache_key(self, axis: Axis, index: int) -> tuple:
         mapping = (self.mapping.preset, self.mapping.low, self.mapping.high)

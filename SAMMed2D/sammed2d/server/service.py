@@ -138,8 +138,7 @@ class SegmentationService:
         with client_mistakes():  # fitted outside the lock: a percentile over a large volume takes a while
             mapping = fit_mapping(volume.array, preset)
         session = VolumeSession(volume, self.predictor, mapping, self.embeddings, self.lock)
-        # the engine's id covers voxels only; ours also covers geometry, which changes the model's image
-        session.volume_id = given_id
+        session.volume_id = given_id  # key the cache by the id clients use (verified at upload)
         with self._sessions_lock:
             session = self._sessions.setdefault((given_id, preset), session)
         if self.volumes.get(given_id) is None:  # evicted meanwhile: do not keep its voxels alive here
