@@ -47,18 +47,26 @@ def _digest(description: Mapping[str, Any], array: np.ndarray) -> str:
 def volume_id(
     array: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float]
 ) -> str:
-    """Content id of a volume: voxels and geometry (the same voxels with another spacing segment differently)."""
+    """Content id of a volume: voxels and geometry (the same voxels with another spacing segment differently).
+
+    Geometry is rounded to 1e-6 (mm, direction cosines) so the same scan read through different routes
+    (a file, a Slicer node converted RAS→LPS) gets the same id despite last-digit float differences.
+    """
     return _digest(
         {
             "kind": "volume",
             "shape": [int(v) for v in array.shape],
             "dtype": np.dtype(array.dtype).name,
-            "spacing": [float(v) for v in spacing],
-            "origin": [float(v) for v in origin],
-            "direction": [float(v) for v in direction],
+            "spacing": _rounded(spacing),
+            "origin": _rounded(origin),
+            "direction": _rounded(direction),
         },
         array,
     )
+
+
+def _rounded(values: Sequence[float]) -> list[float]:
+    return [round(float(value), 6) + 0.0 for value in values]  # + 0.0 turns -0.0 into 0.0
 
 
 def image_id(array: np.ndarray) -> str:
