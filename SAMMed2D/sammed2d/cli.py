@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .intensity import PRESETS, fit_mapping
+from .masks import bounding_box
 
 logger = logging.getLogger("sammed2d")
 
@@ -86,10 +87,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _box_around(mask: np.ndarray, margin: int) -> list[float]:
-    rows, cols = np.nonzero(mask)
+    x0, y0, x1, y1 = bounding_box(mask)
     height, width = mask.shape
-    return [max(cols.min() - margin, 0), max(rows.min() - margin, 0),
-            min(cols.max() + 1 + margin, width), min(rows.max() + 1 + margin, height)]
+    return [max(x0 - margin, 0), max(y0 - margin, 0), min(x1 + margin, width), min(y1 + margin, height)]
 
 
 def run_segment(args: argparse.Namespace) -> int:

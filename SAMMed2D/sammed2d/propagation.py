@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
+from .masks import bounding_box
 from .session import VolumeSession
 from .volumes import Axis, stack_slices
 
@@ -236,14 +237,8 @@ class Propagation:
         return SliceResult(mask, score, logits, key.source, key.version, key.intensity_range), ""
 
 
-def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
-
-
 def _box_with_margin(mask: np.ndarray, fraction: float, minimum: float) -> list[float]:
-    x0, y0, x1, y1 = _bounds(mask)
+    x0, y0, x1, y1 = bounding_box(mask)  # callers pass non-empty masks
     height, width = mask.shape
     dx = max((x1 - x0) * fraction, minimum)
     dy = max((y1 - y0) * fraction, minimum)

@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .masks import bounding_box
+
 #: bumped on any incompatible change of routes, fields or encodings
 PROTOCOL_VERSION = 1
 #: voxel types a volume or image may have on the wire
@@ -118,15 +120,6 @@ def decode_image(fields: Mapping[str, Any], max_bytes: int) -> np.ndarray:
     except (ValueError, TypeError):
         raise ValueError("image data must be base64") from None
     return decode_array(data, fields["shape"], fields["dtype"], max_bytes)
-
-
-def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) with exclusive ends, or None for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def pack_mask(mask: np.ndarray, covering: np.ndarray | None = None) -> dict[str, Any]:

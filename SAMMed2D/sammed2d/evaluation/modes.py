@@ -15,9 +15,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..masks import bounding_box
 from ..predictor import Prediction
 from ..training.prompts import box_from_mask, error_region_points, init_point_sampling
-from .prompts import bounding_box, huang_points, shift_box, shift_points
+from .prompts import huang_points, shift_box, shift_points
 
 #: prompt-randomness distances of Huang et al., in pixels
 SHIFTS: tuple[tuple[int, int], ...] = ((0, 10), (10, 20), (20, 30))
@@ -93,7 +94,7 @@ def evaluate_modes(segment: Segment, truth: np.ndarray, modes: tuple[str, ...], 
             counts = {"huang-1pt": (1, 0), "huang-5pos": (5, 0), "huang-5pos-5neg": (5, 5)}[mode]
             prompt["points"], prompt["point_labels"] = huang_points(truth, *counts, rng)
         elif mode == "huang-box-1pt":
-            prompt["box"] = bounding_box(truth)
+            prompt["box"] = np.array(bounding_box(truth), dtype=np.float64)
             prompt["points"], prompt["point_labels"] = huang_points(truth, 1, 0, rng)
         elif mode.startswith("box-shift-"):
             prompt["box"] = shift_box(box_from_mask(truth), _distance(mode), shape, rng)

@@ -10,13 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..masks import bounding_box
+
 Points = tuple[np.ndarray, np.ndarray]  # (N, 2) xy and (N,) labels
-
-
-def bounding_box(mask: np.ndarray) -> np.ndarray:
-    """(x0, y0, x1, y1) around every pixel of the mask, max corner exclusive."""
-    rows, cols = np.nonzero(mask)
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float64)
 
 
 def huang_points(mask: np.ndarray, positives: int, negatives: int, rng: np.random.Generator) -> Points:
