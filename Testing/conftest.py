@@ -54,7 +54,7 @@ def tiny_vit(reference_config):
 def tiny_reference_model(tiny_vit):
     from sammed2d.models import load_model
 
-    return load_model("sam-med2d", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, device="cpu")
+    return load_model("sam-med2d", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, device="cpu", precision="exact")
 
 
 @pytest.fixture(scope="session")

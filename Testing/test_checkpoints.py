@@ -108,7 +108,7 @@ def test_plain_sam_weights_into_sammed2d_need_explicit_conversion(tiny_vit):
 
 
 def test_adapter_less_mode_drops_adapters_and_keeps_the_rest(tiny_vit, tiny_reference_model):
-    without = load_model("sam-med2d-no-adapter", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit)
+    without = load_model("sam-med2d-no-adapter", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, precision="exact")
     assert not any(".Adapter." in key for key in without.network.state_dict())
     full = tiny_reference_model.network.state_dict()
     for key, value in without.network.state_dict().items():
@@ -120,7 +120,7 @@ def test_saved_checkpoint_uses_reference_layout_and_loads_weights_only(tmp_path,
     content = torch.load(path, weights_only=True)  # loadable by anyone, including the reference code
     assert content["epoch"] == 3
     assert list(content["model"]) == list(tiny_reference_model.network.state_dict())
-    reloaded = load_model("sam-med2d", path, vit=tiny_vit)
+    reloaded = load_model("sam-med2d", path, vit=tiny_vit, precision="exact")
     assert reloaded.checkpoint_sha256 and reloaded.checkpoint_sha256 != tiny_reference_model.checkpoint_sha256
     for key, value in reloaded.network.state_dict().items():
         assert torch.equal(value, tiny_reference_model.network.state_dict()[key])

@@ -34,6 +34,7 @@ from sammed2d.client import (
     Unauthorized,
 )
 from sammed2d.intensity import fit_mapping
+from sammed2d.metrics import dice as mask_dice
 from sammed2d.models import ViTConfig, load_model
 from sammed2d.predictor import Predictor
 from sammed2d.propagation import Propagation, PropagationSettings
@@ -41,7 +42,8 @@ from sammed2d.server.locking import ModelLock
 from sammed2d.session import VolumeSession
 from sammed2d.volumes import Geometry, Volume, read_volume
 
-TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1"]
+#: --no-compile: the in-process twin runs eagerly, so both sides do the same arithmetic (compiled: one test below)
+TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1", "--no-compile"]
 TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1",
                "--max-jobs", "2"]
 #: lets a random network propagate through every slice (its scores and shapes mean nothing)
@@ -65,7 +67,7 @@ def tiny_server():
 
 @pytest.fixture(scope="module")
 def lite_server():
-    with LocalServer(["--threads", "1"]) as server:
+    with LocalServer(["--threads", "1", "--no-compile"]) as server:
         yield server
 
 
@@ -110,7 +112,8 @@ def test_info_reports_protocol_model_and_limits(lite_server, litemedsam):
     assert info["protocol"] == wire.PROTOCOL_VERSION
     assert info["model"]["id"] == "litemedsam" and info["model"]["image_size"] == 256
     assert info["model"]["checkpoint_sha256"] == litemedsam.checkpoint_sha256
-    assert info["model"]["device"] == "cpu" and info["model"]["dtype"] == "float32"
+    assert info["model"]["device"] == "cpu" and info["model"]["dtype"] == "float32"  # LiteMedSAM stays fp32
+    assert info["model"]["acceleration"] == litemedsam.acceleration.describe()
     assert {"volumes", "images", "propagate", "refine"} <= set(info["capabilities"])
     assert info["limits"]["max_request_bytes"] > 0 and info["limits"]["volume_budget_bytes"] > 0
 
@@ -140,6 +143,25 @@ def test_real_ct_segmentation_equals_the_in_process_session(lite_server, litemed
     assert refined.embedding_cached and not first.embedding_cached
     dice = 2 * (first.mask & truth[k]).sum() / (first.mask.sum() + truth[k].sum())
     assert dice > 0.6, dice  # a real result, not just an equal one
+
+
+def test_default_server_compiles_at_start_and_agrees_with_the_exact_path():
+    """What users get from a plain `sammed2d serve`: the encoder compiled and warmed up before it listens."""
+    volume = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "pyradiomics" / "lung2_label.nrrd"))) > 0
+    session = VolumeSession(volume, Predictor(load_model("litemedsam", device="cpu", precision="exact")),
+                            fit_mapping(volume.array, "ct-lung"))
+    geometry = volume.geometry
+    with LocalServer([], startup_timeout=900) as server:
+        assert "compiled" in server.client.info["model"]["acceleration"]
+        remote = server.client.upload(volume.array, geometry.spacing, geometry.origin, geometry.direction,
+                                      preset="ct-lung")
+        for k in np.flatnonzero(truth.any(axis=(1, 2)))[::3]:
+            rows, cols = np.nonzero(truth[k])
+            box = [cols.min() - 2.0, rows.min() - 2.0, cols.max() + 3.0, rows.max() + 3.0]
+            served = server.client.segment(remote, "K", int(k), box=box, prefetch=False).mask
+            expected = session.segment("K", int(k), box=box).masks[0]
+            assert mask_dice(served, expected) >= 0.99, k
 
 
 @pytest.mark.parametrize("axis, index", [("J", 20), ("I", 31)])

@@ -15,7 +15,7 @@ from schemathesis.generation import GenerationMode
 
 from sammed2d.client import LocalServer
 
-SERVE = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--threads", "1",
+SERVE = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--threads", "1", "--no-compile",
          "--memory-budget", "8M", "--max-upload", "4M", "--max-request", "1M", "--log-level", "WARNING"]
 
 

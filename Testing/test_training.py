@@ -270,7 +270,7 @@ def fixed_prompt_losses(network: torch.nn.Module, item, model: str) -> tuple[flo
 def test_litemedsam_decoder_fine_tune_lowers_the_loss(tmp_path):
     dataset = demo_subset("label2image_test.json", "amos_0004_75.png")  # liver, aorta, vena cava
     item = dataset[0]
-    initial = load_model("litemedsam", device="cpu").network
+    initial = load_model("litemedsam", device="cpu", precision="exact").network
     before = fixed_prompt_losses(initial, item, "litemedsam")
     started = time.perf_counter()
     config = TrainingConfig(out=tmp_path, model="litemedsam", trainable="decoder", epochs=2, batch_size=1,
@@ -289,8 +289,8 @@ def test_litemedsam_decoder_fine_tune_lowers_the_loss(tmp_path):
 
 def test_tiny_sammed2d_trains_adapters_and_round_trips(tmp_path):
     torch.manual_seed(1)
-    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True).network, tmp_path / "start.pth")
-    initial = model_state(load_model("sam-med2d", start, vit=TINY).network)
+    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network, tmp_path / "start.pth")
+    initial = model_state(load_model("sam-med2d", start, vit=TINY, precision="exact").network)
     dataset = demo_subset("image2label_train.json", "amos_0006_90.png")
     config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", checkpoint=start, vit=TINY, epochs=1,
                             batch_size=1, interaction_steps=2, device="cpu", progress=False)
@@ -305,7 +305,7 @@ def test_tiny_sammed2d_trains_adapters_and_round_trips(tmp_path):
     assert any(not torch.equal(trained[key], initial[key]) for key in trained if key.startswith("mask_decoder."))
     # the best checkpoint has the reference's key layout and loads in the registry; the run state needs no pickle
     assert result.best is not None and result.last is not None
-    reloaded = model_state(load_model("sam-med2d", result.best, vit=TINY).network)
+    reloaded = model_state(load_model("sam-med2d", result.best, vit=TINY, precision="exact").network)
     assert reloaded.keys() == trained.keys() and all(torch.equal(reloaded[k], trained[k]) for k in trained)
     last = torch.load(result.last, weights_only=True)
     assert last["epoch"] == 1 and last["trainable"] == "adapters+decoder" and last["best"]["metric"] == "val_dice"
@@ -393,5 +393,5 @@ def test_two_process_cpu_ddp_run_writes_one_checkpoint(tmp_path):
     assert [record["processes"] for record in log if record["event"] == "start"] == [2]
     # 4 images, 2 per process, both batches accumulated into one optimizer step; only rank 0 logs
     assert [record["images"] for record in log if record["event"] == "step"] == [2]
-    network = load_model("sam-med2d", out / "last.pth", vit=TINY).network
+    network = load_model("sam-med2d", out / "last.pth", vit=TINY, precision="exact").network
     assert digest(model_state(network)) == digests.pop()

@@ -19,22 +19,29 @@ from .masks import bounding_box
 logger = logging.getLogger("sammed2d")
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_model_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
     from .models import DEFAULT_MODEL, MODELS
 
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS), help="registry entry (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path, help="weights file (required for every model but litemedsam)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
+    if inference:  # training has its own --precision (autocast) and always trains the exact network
+        from .models.acceleration import add_speed_arguments
+
+        add_speed_arguments(parser)
 
 
 def _load(args: argparse.Namespace):
     from .models import load_model
+    from .models.acceleration import configure_threads
     from .predictor import Predictor
 
     started = time.perf_counter()
-    model = load_model(args.model, args.checkpoint, device=args.device)
+    configure_threads(args.threads)
+    model = load_model(args.model, args.checkpoint, device=args.device, precision=args.precision)
     source = model.checkpoint or "random weights"
-    print(f"model {model.name} on {model.device} from {source} ({time.perf_counter() - started:.1f} s)")
+    print(f"model {model.name} on {model.device} ({model.acceleration.describe()}) from {source} "
+          f"({time.perf_counter() - started:.1f} s)")
     return Predictor(model)
 
 
@@ -213,6 +220,7 @@ def run_serve(args: argparse.Namespace) -> int:
         token=args.token or os.environ.get(TOKEN_ENV), ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         memory_budget=args.memory_budget, embedding_budget=args.embedding_budget, max_upload=args.max_upload,
         max_request=args.max_request, threads=args.threads, prefetch=args.prefetch, max_jobs=args.max_jobs,
+        precision=args.precision, compile=args.compile,
         random_weights=args.random_weights, vit=args.vit, seed=args.seed,
     )
     return serve(options, announce=lambda line: print(line, flush=True))
@@ -233,7 +241,9 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
                        "%(default)s)")
     serve.add_argument("--max-upload", default="1G", help="largest compressed volume upload (default: %(default)s)")
     serve.add_argument("--max-request", default="64M", help="largest JSON request (default: %(default)s)")
-    serve.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's choice)")
+    serve.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the encoder at start (20-60 s once, then faster slices); default: on where "
+                            "a compiler is available and the path is not exact")
     serve.add_argument("--prefetch", type=int, default=2, help="neighbour slices encoded ahead on each side of a "
                        "click (default: %(default)s; 0 turns it off)")
     serve.add_argument("--max-jobs", type=int, default=4, help="propagations running at once (default: %(default)s)")
@@ -285,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)")
     add_train_arguments(training)
-    _add_model_arguments(training)
+    _add_model_arguments(training, inference=False)
     training.set_defaults(run=run_train)
 
     from .evaluation.command import add_arguments as add_benchmark_arguments

@@ -52,7 +52,7 @@ class Predictor:
         pixels = _validate_image(image)
         tensor = torch.from_numpy(pixels).to(self.model.device)
         model_input, resized = self.model.spec.transform.image_to_input(tensor)
-        features = self.model.network.image_encoder(model_input)
+        features = self.model.encoder(model_input)
         return ImageEmbedding(features, (pixels.shape[0], pixels.shape[1]), resized)
 
     def set_image(self, image: np.ndarray) -> None:

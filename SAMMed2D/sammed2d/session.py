@@ -118,7 +118,7 @@ class VolumeSession:
 
     def cache_key(self, axis: Axis, index: int) -> tuple:
         mapping = (self.mapping.preset, self.mapping.low, self.mapping.high)
-        return (self.volume_id, axis, index, mapping, self.predictor.model.name, self.predictor.model.checkpoint_sha256)
+        return (self.volume_id, axis, index, mapping, self.predictor.model.identity)
 
     def resampling(self, axis: Axis) -> SliceResampling:
         rows = self.volume.slice(axis, 0).shape[0]

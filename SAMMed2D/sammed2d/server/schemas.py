@@ -130,7 +130,8 @@ class ModelInfo(BaseModel):
     id: str
     checkpoint_sha256: str | None = Field(description="null for random weights (tests and benchmarks only)")
     device: str
-    dtype: str
+    dtype: str = Field(description="the image encoder's arithmetic (the prompt encoder and decoder run in float32)")
+    acceleration: str = Field(description="the encoder's path, e.g. 'bf16, channels-last, fused attention, compiled'")
     image_size: int
     low_res_size: int
 

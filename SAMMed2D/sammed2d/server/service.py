@@ -164,7 +164,7 @@ class SegmentationService:
         return self._outcome(prediction, context, previous, cached)
 
     def segment_image(self, request: SegmentImageRequest) -> SegmentOutcome:
-        key = ("image", request.image_id, request.preset, self.model.name, self.model.checkpoint_sha256)
+        key = ("image", request.image_id, request.preset, *self.model.identity)
         embedding = self.embeddings.get(key)
         cached = embedding is not None
         if embedding is None:

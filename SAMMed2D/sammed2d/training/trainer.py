@@ -188,6 +188,7 @@ class _Run:
         loaded = load_model(
             config.model, None if resumed else config.checkpoint, device=processes.device, vit=config.vit,
             init_from_sam=config.init_from_sam and not resumed, random_weights=config.random_weights or bool(resumed),
+            precision="exact",  # training updates the fp32 weights; its --precision autocasts instead
         )
         self.network = loaded.network
         self.trainable = resolve_trainable(self.network, config.trainable)

@@ -14,6 +14,7 @@ from segment_anything.modeling import Sam
 
 from ..metrics import dice
 from ..models import LoadedModel, ModelSpec
+from ..models.acceleration import EXACT, EncoderRunner
 from ..predictor import Predictor
 from .datasets import TrainingItem
 from .prompts import box_from_mask
@@ -23,7 +24,7 @@ def box_dice_sum(network: Sam, spec: ModelSpec, device: torch.device, items: Ite
     """Sum of per-mask Dice and the number of masks (summed, so shards from several processes add up)."""
     was_training = network.training
     network.eval()
-    predictor = Predictor(LoadedModel(spec, network, device, None, None))
+    predictor = Predictor(LoadedModel(spec, network, device, None, None, EncoderRunner(network.image_encoder, EXACT, device)))
     total, count = 0.0, 0
     try:
         for item in items:

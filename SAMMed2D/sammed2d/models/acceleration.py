@@ -1,0 +1,197 @@
+"""Fast inference for the image encoder: lower precision, channels-last, fused attention, compilation.
+
+Only the image encoder changes; it does all but a fraction of a percent of the arithmetic. The prompt
+encoder and the mask decoder stay fp32 and the encoder's output is handed on as float32, so caches,
+the wire format and the decoder are the same on every path. ``exact`` keeps the reference arithmetic
+(fp32, eager, segment-anything's attention) for parity and for training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from segment_anything.modeling.image_encoder import Attention
+from torch import nn
+
+from .fused_attention import FusedRelPosAttention
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["exact", "fp32", "bf16", "fp16"]
+PRECISION_CHOICES = ("auto", "exact", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the encoder runs; recorded with results so a figure can be traced to its arithmetic."""
+
+    precision: Precision = "exact"
+    channels_last: bool = False
+    fused_attention: bool = False
+    compiled: bool = False
+
+    @property
+    def exact(self) -> bool:
+        return self.precision == "exact"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+
+    def describe(self) -> str:
+        if self.exact:
+            return "exact fp32 (reference arithmetic)"
+        parts = [self.precision]
+        parts += [name for name, on in (("channels-last", self.channels_last), ("fused attention", self.fused_attention),
+                                        ("compiled", self.compiled)) if on]
+        return ", ".join(parts)
+
+
+EXACT = Acceleration()
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 pays only where the hardware multiplies it natively (AVX-512 BF16 / AMX, or Ampere and newer)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def can_compile(device: torch.device) -> bool:
+    """torch.compile needs a C++ compiler for CPU kernels and Triton for CUDA ones."""
+    if device.type == "cpu":
+        return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("clang++") is not None
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return False
+
+
+def choose_acceleration(
+    device: torch.device, precision: str = "auto", compile: bool = False, low_precision_ok: bool = True
+) -> Acceleration:
+    """The fastest correct path for ``device``; ``precision`` and ``compile`` override the choice.
+
+    ``auto`` takes bf16 where the hardware has it, fp16 on older GPUs, fp32 otherwise, and fp32 for
+    models whose masks do not survive lower precision (``low_precision_ok``). Compilation costs
+    20–90 s once, so it is the caller's choice (the server warms up with it; one-shot commands don't).
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "exact":
+        if compile:
+            raise ValueError("the exact path is the eager reference arithmetic; it is never compiled")
+        return EXACT
+    if precision == "auto":
+        if not low_precision_ok:
+            precision = "fp32"
+        else:
+            precision = "bf16" if has_native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 runs on CUDA only; on a CPU use bf16 (if it has AVX-512 BF16 or AMX) or fp32")
+    if precision == "bf16" and not has_native_bf16(device):
+        logger.warning("bf16 requested on %s without native bf16 support: it will be emulated and slow", device)
+    if compile and not can_compile(device):
+        raise ValueError(f"torch.compile is not available on {device}: it needs "
+                         f"{'a C++ compiler (g++ or clang++)' if device.type == 'cpu' else 'Triton'}")
+    return Acceleration(precision, channels_last=True, fused_attention=True, compiled=compile)  # type: ignore[arg-type]
+
+
+class EncoderRunner:
+    """Calls the image encoder on the chosen path; takes and returns float32 tensors."""
+
+    def __init__(self, encoder: nn.Module, acceleration: Acceleration, device: torch.device) -> None:
+        self.acceleration = acceleration
+        self.device = device
+        self._encoder: Callable[[torch.Tensor], torch.Tensor] = encoder
+        # CPU: bf16 weights (no per-call casts, half the memory); CUDA: autocast keeps fp32 master weights
+        self._weights_dtype = acceleration.dtype if device.type == "cpu" else torch.float32
+        self._autocast_dtype = acceleration.dtype if device.type == "cuda" and not acceleration.exact else None
+        if acceleration.exact:
+            return
+        if acceleration.fused_attention:
+            fuse_attention(encoder)
+        encoder.to(self._weights_dtype)
+        if acceleration.channels_last:
+            encoder.to(memory_format=torch.channels_last)
+        if acceleration.compiled:
+            # freezing folds the (inference-only) weights into the graph and pre-packs them for oneDNN
+            self._encoder = torch.compile(encoder, dynamic=False, options={"freezing": True})
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (B, 3, S, S) normalised as the network's preprocessing does."""
+        if self.acceleration.exact:
+            return self._encoder(images)
+        images = images.to(self._weights_dtype)
+        if self.acceleration.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        context = torch.autocast(self.device.type, self._autocast_dtype) if self._autocast_dtype else nullcontext()
+        with context:
+            features = self._encoder(images)
+        return features.float().contiguous()
+
+    def warm_up(self, image_size: int, batch: int = 1) -> float:
+        """Run once on a blank input so the first user's slice does not pay for compilation and kernel set-up."""
+        started = time.perf_counter()
+        self(torch.zeros(batch, 3, image_size, image_size, device=self.device))
+        seconds = time.perf_counter() - started
+        logger.info("encoder warmed up on %s (%s) in %.1f s", self.device, self.acceleration.describe(), seconds)
+        return seconds
+
+
+def fuse_attention(encoder: nn.Module) -> int:
+    """Swap segment-anything's rel-pos attention for the fused kernel, sharing the same parameters."""
+    replaced = 0
+    for parent in list(encoder.modules()):
+        for name, child in parent.named_children():
+            if type(child) is Attention:
+                setattr(parent, name, FusedRelPosAttention(child))
+                replaced += 1
+    return replaced
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """--precision and --threads: the same words for every command that runs a model."""
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="encoder arithmetic: auto (bf16 where the CPU/GPU has it, else fp16 on CUDA, else fp32), "
+                             "exact (the reference fp32 arithmetic), fp32, bf16, fp16 (default: %(default)s)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the model (default: the CPUs this process may use)")
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Use as many intra-op threads as CPUs this process may really use (affinity and cgroup quota).
+
+    PyTorch counts the machine's cores; in a container limited to 2 of 64 that oversubscribes badly.
+    """
+    if threads is None:
+        threads = _usable_cpus()
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1; got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _usable_cpus() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit readable: affinity is all we know
+    return cpus

@@ -1,0 +1,127 @@
+"""The fast encoder paths give the answers of the exact path: fixture logits, real masks, the fused attention.
+
+Speed is measured in benchmarks/fast_inference.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from segment_anything.modeling.image_encoder import Attention
+
+from conftest import DEMO, REFERENCE, demo_masks, read_demo_slice, require
+from sammed2d.masks import bounding_box
+from sammed2d.metrics import dice
+from sammed2d.models import load_model
+from sammed2d.models.acceleration import EXACT, choose_acceleration, configure_threads, has_native_bf16
+from sammed2d.models.fused_attention import FusedRelPosAttention
+from sammed2d.predictor import Predictor
+
+CPU = torch.device("cpu")
+#: the tolerances the README states for the fixture model: fp32 fast path and bf16, relative to max |logit|
+FP32_LOGIT_TOLERANCE = 1e-5
+BF16_LOGIT_TOLERANCE = 0.03
+SCORE_TOLERANCE = 1e-4
+
+
+def test_fused_attention_equals_segment_anything_attention():
+    torch.manual_seed(0)
+    reference = Attention(dim=64, num_heads=4, use_rel_pos=True, input_size=(14, 14)).eval()
+    with torch.no_grad():  # zero-initialised position tables would leave the bias untested
+        reference.rel_pos_h.normal_()
+        reference.rel_pos_w.normal_()
+    fused = FusedRelPosAttention(reference)
+    assert set(fused.state_dict()) == set(reference.state_dict())
+    tokens = torch.randn(3, 14, 14, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(tokens).numpy(), reference(tokens).numpy(), rtol=0, atol=1e-5)
+
+
+def test_choice_follows_device_model_and_override():
+    bf16 = has_native_bf16(CPU)
+    assert choose_acceleration(CPU).precision == ("bf16" if bf16 else "fp32")
+    assert choose_acceleration(CPU, low_precision_ok=False).precision == "fp32"
+    assert choose_acceleration(CPU, "exact") == EXACT and EXACT.exact
+    fast = choose_acceleration(CPU, "fp32")
+    assert fast.channels_last and fast.fused_attention and not fast.compiled and not fast.exact
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+        choose_acceleration(CPU, "fp16")
+    with pytest.raises(ValueError, match="never compiled"):
+        choose_acceleration(CPU, "exact", compile=True)
+    with pytest.raises(ValueError, match="choose one of"):
+        choose_acceleration(CPU, "int8")
+
+
+def test_registry_applies_the_choice(litemedsam, random_tiny_model):
+    assert litemedsam.acceleration.precision == "fp32"  # LiteMedSAM does not survive bf16 (see the benchmark)
+    expected = "bf16" if has_native_bf16(CPU) else "fp32"
+    assert random_tiny_model.acceleration.precision == expected
+    encoder_dtypes = {parameter.dtype for parameter in random_tiny_model.network.image_encoder.parameters()}
+    decoder_dtypes = {parameter.dtype for parameter in random_tiny_model.network.mask_decoder.parameters()}
+    assert encoder_dtypes == {random_tiny_model.acceleration.dtype} and decoder_dtypes == {torch.float32}
+    assert litemedsam.identity != load_model("litemedsam", device="cpu", precision="exact").identity
+
+
+def test_threads_follow_the_request_and_reject_nonsense():
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert 1 <= configure_threads() <= (os.cpu_count() or 1)
+        with pytest.raises(ValueError, match="at least 1"):
+            configure_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", FP32_LOGIT_TOLERANCE), ("bf16", BF16_LOGIT_TOLERANCE)])
+def test_fixture_model_logits_within_the_stated_tolerance(tiny_vit, precision, tolerance):
+    if precision == "bf16" and not has_native_bf16(CPU):
+        pytest.skip("this CPU has no native bf16")
+    outputs = np.load(require(REFERENCE / "tiny_outputs.npz"))
+    cases = json.loads((REFERENCE / "tiny_cases.json").read_text())
+    model = load_model("sam-med2d", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, device="cpu", precision=precision)
+    predictor = Predictor(model)
+    embeddings, previous = {}, None
+    for case in cases:
+        if case["image"] not in embeddings:
+            embeddings[case["image"]] = predictor.encode(read_demo_slice(case["image"], bgr=True))
+        predictor.set_embedding(embeddings[case["image"]])
+        iteration = case["kind"].startswith("iter")
+        result = predictor.predict(case.get("point_coords"), case.get("point_labels"), case.get("box"),
+                                   previous if iteration else None, case["multimask_output"])
+        key = (f"{case['image']}/{case['kind']}" if iteration
+               else f"{case['image']}/{case['prompt_index']}/{int(case['multimask_output'])}")
+        expected = outputs[f"{key}/low_res_logits"]
+        assert np.abs(result.low_res_logits - expected).max() <= tolerance * np.abs(expected).max(), key
+        np.testing.assert_allclose(result.scores, outputs[f"{key}/iou"], rtol=0, atol=SCORE_TOLERANCE)
+        if iteration or (case["kind"] == "point1" and case["multimask_output"]):
+            previous = result.low_res_logits
+
+
+def test_litemedsam_fast_path_masks_agree_with_exact_on_real_slices(litemedsam):
+    """Every demo mask (real CT and MR), prompted by its box and by box + an inside point."""
+    exact = Predictor(load_model("litemedsam", device="cpu", precision="exact"))
+    fast = Predictor(litemedsam)
+    by_image: dict[str, list[str]] = {}
+    for mask_name, image_name in demo_masks().items():
+        by_image.setdefault(image_name, []).append(mask_name)
+    scores = []
+    for image_name, mask_names in by_image.items():
+        pixels = read_demo_slice(image_name)
+        exact.set_image(pixels)
+        fast.set_image(pixels)
+        truths = [np.asarray(Image.open(DEMO / "masks" / name)) > 0 for name in mask_names]
+        boxes = np.array([bounding_box(truth) for truth in truths], dtype=float)
+        scores += [dice(a, b) for a, b in zip(exact.predict(box=boxes).masks, fast.predict(box=boxes).masks)]
+        for truth, box in zip(truths, boxes):
+            rows, columns = np.nonzero(truth)
+            inside = [[float(columns[len(columns) // 2]), float(rows[len(rows) // 2])]]
+            pair = [p.predict(points=inside, point_labels=[1], box=box).masks[0] for p in (exact, fast)]
+            scores.append(dice(*pair))
+    assert len(scores) == 2 * len(demo_masks())
+    assert min(scores) >= 0.99 and np.mean(scores) >= 0.995, sorted(scores)[:5]
