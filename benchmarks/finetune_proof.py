@@ -12,7 +12,8 @@ the same seeded prompts:
   weights exist here, so it is first trained whole (stage 1) on the MR lesions of brain1 and brain2;
   then only its adapters train (stage 2, everything else frozen) on the CT tumour of lung2, axial
   slices 0–20 (the tumour's slices 15–20); both are measured on lung2's held-out slices 21–60 (the
-  tumour's slices 21–25), and the run checks that stage 2 changed adapter weights only.
+  tumour's slices 21–25), and the run checks that stage 2 changed adapter weights only. What that
+  costs on brain1 (stage 1's own training data) is measured too.
 
     python benchmarks/finetune_proof.py --out /tmp/finetune-proof [--experiments lite adapters]
 
@@ -53,8 +54,8 @@ LITE_TRAINING = ("--model", "litemedsam", "--json-dataset", str(DEMO), "--val-fr
 STAGE1_TRAINING = ("--model", "sam-med2d", "--vit", SMALL_VIT_JSON, "--trainable", "all",
                    "--case", str(PYRADIOMICS / "brain1_image.nrrd"), str(PYRADIOMICS / "brain1_label.nrrd"),
                    "--case", str(PYRADIOMICS / "brain2_image.nrrd"), str(PYRADIOMICS / "brain2_label.nrrd"),
-                   "--val-fraction", "0", "--epochs", "40", "--lr", "3e-4", "--lr-milestones", "30", "--iterations", "2",
-                   "--seed", "0")
+                   "--val-fraction", "0", "--epochs", "40", "--lr", "3e-4", "--lr-milestones", "30",
+                   "--iterations", "2", "--seed", "0")
 LUNG2 = ("--case", str(PYRADIOMICS / "lung2_image.nrrd"), str(PYRADIOMICS / "lung2_label.nrrd"))
 STAGE2_TRAINING = ("--model", "sam-med2d", "--vit", SMALL_VIT_JSON, "--trainable", "adapters", *LUNG2,
                    "--slices", "0", "20", "--val-fraction", "0", "--iterations", "0", "--epochs", "30",
@@ -98,12 +99,12 @@ def held_out_manifest(out: Path) -> Path:
     return path
 
 
-def side_by_side(summary_file: Path, title: str) -> str:
-    """Markdown: Dice per mask (and 3D Dice on volumes) per mode, every model of the run, and n."""
+def side_by_side(summary_file: Path, title: str, labels: Sequence[str]) -> str:
+    """Markdown: Dice per mask (and 3D Dice on volumes) per mode, the run's models under ``labels``, and n."""
     summary = json.loads(summary_file.read_text())
     models = list(summary)
     modes = list(summary[models[0]])
-    header = f"| mode | {' | '.join(models)} | n |"
+    header = f"| mode | {' | '.join(labels)} | n |"
     rows = [f"**{title}**", "", header, "|---|" + "---:|" * (len(models) + 1)]
     for mode in modes:
         entries = [summary[model][mode] for model in models]
@@ -124,11 +125,13 @@ def run_lite(out: Path) -> list[str]:
     volumes, images = out / "lite-bench-volumes", out / "lite-bench-demo-test"
     sammed2d(["benchmark", "--model", "litemedsam", "--model", tuned, "--manifest", str(held_out_manifest(out)),
               "--modes", "all", "--no-progress", "--out", str(volumes)])
-    sammed2d(["benchmark", "--model", "litemedsam", "--model", tuned, "--json-dataset", str(DEMO / "label2image_test.json"),
-              "--modes", "all", "--no-progress", "--out", str(images)])
+    sammed2d(["benchmark", "--model", "litemedsam", "--model", tuned, "--json-dataset",
+              str(DEMO / "label2image_test.json"), "--modes", "all", "--no-progress", "--out", str(images)])
     return [f"LiteMedSAM decoder fine-tuning: {seconds / 60:.1f} min of training",
-            side_by_side(volumes / "summary.json", "held-out volumes lung2, brain1, brain2: Dice per mask (3D Dice)"),
-            side_by_side(images / "summary.json", "held-out demo test images (label2image_test.json)")]
+            side_by_side(volumes / "summary.json", "held-out volumes lung2, brain1, brain2: Dice per mask (3D Dice)",
+                         ("LiteMedSAM", "fine-tuned")),
+            side_by_side(images / "summary.json", "held-out demo test images (label2image_test.json)",
+                         ("LiteMedSAM", "fine-tuned"))]
 
 
 def changed_keys(before: Path, after: Path) -> list[str]:
@@ -151,9 +154,18 @@ def run_adapters(out: Path) -> list[str]:
     sammed2d(["benchmark", "--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
               "--model", f"sam-med2d:{stage2 / 'last.pth'}", *LUNG2, *HELD_OUT_SLICES, "--modes", "all",
               "--no-progress", "--out", str(bench)])
+    # what adapting to CT costs where stage 1 was trained (brain1: training data of stage 1, not held out)
+    old_domain = out / "small-bench-brain1-stage1-data"
+    sammed2d(["benchmark", "--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
+              "--model", f"sam-med2d:{stage2 / 'last.pth'}", "--case", str(PYRADIOMICS / "brain1_image.nrrd"),
+              str(PYRADIOMICS / "brain1_label.nrrd"), "--modes", "box", "point1", "clicks3", "--no-progress",
+              "--out", str(old_domain)])
     return [f"small model: stage 1 (all parts, brain1 + brain2) {first / 60:.1f} min, stage 2 (adapters only, lung2 "
             f"slices 0-20) {second / 60:.1f} min; stage 2 changed {len(changed)} weight tensors, all adapter ones",
-            side_by_side(bench / "summary.json", "lung2 held-out slices 21-60: stage 1 → stage 2 (adapters only)")]
+            side_by_side(bench / "summary.json", "lung2 held-out slices 21-60: Dice per mask (3D Dice)",
+                         ("stage 1", "stage 2: adapters only")),
+            side_by_side(old_domain / "summary.json", "brain1, stage 1's own training data: the cost of adapting",
+                         ("stage 1", "stage 2: adapters only"))]
 
 
 EXPERIMENTS = {"lite": run_lite, "adapters": run_adapters}
