@@ -255,3 +255,18 @@ def test_models_modes_and_manifests_parse(tmp_path):
     (tmp_path / "bad.csv").write_text("image,labels\nnot_here.nrrd,\n")
     with pytest.raises(ValueError, match="case 1 needs 'image' and 'labels'"):
         read_manifest(tmp_path / "bad.csv", "minmax")
+
+
+def test_small_vit_checkpoints_load_with_vit_and_litemedsam_ignores_it(tmp_path):
+    """``--vit`` sizes the ViT models of a run (small models trained with ``train --vit``), not LiteMedSAM."""
+    from sammed2d.checkpoints import save_checkpoint
+    from sammed2d.evaluation.command import load_models
+    from sammed2d.models import ViTConfig, load_model
+
+    tiny = ViTConfig(96, 4, 4, (1, 3))
+    weights = save_checkpoint(load_model("sam-med2d", vit=tiny, random_weights=True).network, tmp_path / "tiny.pth")
+    small, lite = load_models([f"sam-med2d:{weights}", "litemedsam"], "cpu", tiny)
+    assert small.key == "sam-med2d:tiny.pth" and small.model.network.image_encoder.patch_embed.proj.out_channels == 96
+    assert lite.model.name == "litemedsam"
+    with pytest.raises(Exception, match="shape|size"):
+        load_models([f"sam-med2d:{weights}"], "cpu")  # without it the file does not fit ViT-B

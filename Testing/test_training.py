@@ -123,6 +123,15 @@ def test_split_is_by_volume(tmp_path):
     assert split_by_group(cases[:1], 0.4, seed=3) == (cases[:1], [])  # never the only volume
 
 
+def test_slice_range_keeps_only_those_slices_for_training(tmp_path):
+    case = write_case(tmp_path, "case", 0.0)  # masks on slices 2..6
+    kept = VolumeSliceDataset([case], slices=(3, 4))
+    assert [entry.index for entry in kept.entries] == [3, 4]
+    assert [entry.index for entry in VolumeSliceDataset([case], slices=(5, 20)).entries] == [5, 6]
+    with pytest.raises(ValueError, match="FIRST <= LAST"):
+        VolumeSliceDataset([case], slices=(4, 3))
+
+
 def write_png(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(sitk.GetImageFromArray(array.astype(np.uint8)), str(path))
@@ -311,6 +320,36 @@ def test_tiny_sammed2d_trains_adapters_and_round_trips(tmp_path):
     assert last["epoch"] == 1 and last["trainable"] == "adapters+decoder" and last["best"]["metric"] == "val_dice"
     assert {"optimizer", "scheduler", "scaler", "config", "rng"} <= last.keys()
     assert 0 <= last["best"]["value"] <= 1 and result.epochs[0]["val_dice"] == last["best"]["value"]
+
+
+@pytest.mark.parametrize("trainable", ["adapters", "all"])
+def test_tiny_sammed2d_trains_only_the_chosen_parts(tmp_path, trainable):
+    """``adapters`` moves the adapters and nothing else; ``all`` moves the encoder's own weights too."""
+    torch.manual_seed(1)
+    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network, tmp_path / "start.pth")
+    initial = model_state(load_model("sam-med2d", start, vit=TINY, precision="exact").network)
+    dataset = demo_subset("image2label_train.json", "amos_0006_90.png")
+    config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", checkpoint=start, vit=TINY, trainable=trainable,
+                            epochs=1, batch_size=1, masks_per_image=2, interaction_steps=0, lr=1e-3, device="cpu",
+                            progress=False)
+    trained = model_state(train(config, dataset).network)
+    changed = {key for key in trained if not torch.equal(trained[key], initial[key])}
+    adapters = {key for key in trained if ".Adapter." in key}
+    if trainable == "adapters":
+        assert changed == adapters
+    else:
+        encoder_own = {key for key in trained if key.startswith("image_encoder.") and key not in adapters}
+        assert adapters <= changed and changed & encoder_own
+        assert any(key.startswith("mask_decoder.") for key in changed)
+
+
+def test_adapters_alone_need_no_corrective_steps(tmp_path):
+    with pytest.raises(ValueError, match="interaction_steps to 0"):
+        TrainingConfig(out=tmp_path, trainable="adapters", interaction_steps=2).check()
+    litemedsam_adapters = TrainingConfig(out=tmp_path, model="litemedsam", trainable="adapters", interaction_steps=0,
+                                         device="cpu", progress=False)
+    with pytest.raises(ValueError, match="no adapters"):
+        train(litemedsam_adapters, demo_subset("label2image_test.json", "amos_0004_75.png"))
 
 
 def cli_train(out: Path, *extra: str) -> list[str]:

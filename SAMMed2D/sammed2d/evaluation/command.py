@@ -15,8 +15,9 @@ from typing import Sequence
 
 from .. import __version__
 from ..intensity import PRESETS
-from ..models import MODELS, load_model
+from ..models import MODELS, ViTConfig, get_spec, load_model
 from ..models.acceleration import add_speed_arguments, configure_threads
+from ..training.command import vit_from_argument
 from ..volumes import AXES
 from .cases import Case, image_set_case, read_manifest, volume_case
 from .modes import ALL_MODES, GROUPS, PAPER_MODES, expand_modes
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "repeat to compare models on the same prompts (default: litemedsam)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
     add_speed_arguments(parser)
+    parser.add_argument("--vit", type=json.loads, metavar="JSON",
+                        help="ViT size of non-standard ViT models among --model (e.g. small ones trained with "
+                             "sammed2d train --vit); LiteMedSAM ignores it")
     parser.add_argument("--case", dest="cases", type=Path, nargs=2, action="append", default=[],
                         metavar=("IMAGE", "LABELS"), help="a volume and its label map or .seg.nrrd (repeatable)")
     parser.add_argument("--manifest", type=Path, action="append", default=[],
@@ -61,7 +65,10 @@ def parse_model(text: str) -> tuple[str, Path | None]:
     return name, Path(checkpoint).expanduser() if checkpoint else None
 
 
-def load_models(texts: Sequence[str], device: str, precision: str = "auto") -> list[BenchmarkModel]:
+def load_models(
+    texts: Sequence[str], device: str, vit: ViTConfig | None = None, precision: str = "auto"
+) -> list[BenchmarkModel]:
+    """``vit`` sizes the ViT models (those whose registry entry has a ViT encoder) and leaves the others alone."""
     models, keys = [], set()
     for text in texts:
         name, checkpoint = parse_model(text)
@@ -71,7 +78,8 @@ def load_models(texts: Sequence[str], device: str, precision: str = "auto") -> l
         if key in keys:
             raise ValueError(f"--model {text} is given twice")
         keys.add(key)
-        models.append(BenchmarkModel(key, load_model(name, checkpoint, device=device, precision=precision)))
+        sized = vit if get_spec(name).vit is not None else None
+        models.append(BenchmarkModel(key, load_model(name, checkpoint, device=device, vit=sized, precision=precision)))
     return models
 
 
@@ -129,5 +137,5 @@ def benchmark_from_arguments(args: argparse.Namespace) -> BenchmarkOutput:
     settings = settings_from_arguments(args)
     cases = cases_from_arguments(args)
     configure_threads(args.threads)
-    models = load_models(args.models or ["litemedsam"], args.device, args.precision)
+    models = load_models(args.models or ["litemedsam"], args.device, vit_from_argument(args.vit), args.precision)
     return benchmark(models, cases, settings, args.out)

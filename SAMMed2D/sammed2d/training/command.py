@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of volumes (or images) held out for validation (default: %(default)s)")
     parser.add_argument("--axes", nargs="+", default=["K"], choices=AXES, help="slice axes of volumes (default: K)")
+    parser.add_argument("--slices", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                        help="only these slices of volumes (inclusive, along each axis): hold out the rest for "
+                             "sammed2d benchmark --slices")
     parser.add_argument("--preset", default="minmax", choices=PRESETS,
                         help="intensity mapping fitted per volume (default: %(default)s, the paper's)")
     parser.add_argument("--min-mask-pixels", type=int, default=100,
@@ -37,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder: last.pth, best.pth, train.jsonl")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--trainable", default="auto", choices=TRAINABLE,
-                        help="parts to train (default: adapters+decoder when the model has adapters, else all-but-encoder)")
+                        help="parts to train (default: adapters+decoder when the model has adapters, else "
+                             "all-but-encoder; 'adapters' needs --iterations 0; 'all' includes the encoder)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=2, help="images per batch and process (default: %(default)s)")
     parser.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
@@ -73,18 +77,23 @@ def datasets_from_arguments(
         return datasets.JsonDataset(train_entries), datasets.JsonDataset(val_entries) if val_entries else None
     cases = [datasets.VolumeCase(image, labels) for image, labels in args.case]
     train_cases, val_cases = datasets.split_by_group(cases, args.val_fraction, args.seed)
-    options = (args.axes, args.preset, args.min_mask_pixels)
+    options = (args.axes, args.preset, args.min_mask_pixels, tuple(args.slices) if args.slices else None)
     validation = datasets.VolumeSliceDataset(val_cases, *options) if val_cases else None
     return datasets.VolumeSliceDataset(train_cases, *options), validation
 
 
+def vit_from_argument(value: dict | None) -> ViTConfig | None:
+    """The ``--vit`` JSON object (shared with ``sammed2d benchmark``, which evaluates such small models)."""
+    if not value:
+        return None
+    try:
+        return ViTConfig(**{**value, "global_attn_indexes": tuple(value["global_attn_indexes"])})
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"--vit needs embed_dim, depth, num_heads and global_attn_indexes ({error})") from None
+
+
 def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
-    vit = None
-    if args.vit:
-        try:
-            vit = ViTConfig(**{**args.vit, "global_attn_indexes": tuple(args.vit["global_attn_indexes"])})
-        except (TypeError, KeyError) as error:
-            raise ValueError(f"--vit needs embed_dim, depth, num_heads and global_attn_indexes ({error})") from None
+    vit = vit_from_argument(args.vit)
     return TrainingConfig(
         out=args.out, model=args.model, checkpoint=args.checkpoint, vit=vit, init_from_sam=args.init_from_sam,
         random_weights=args.random_weights, trainable=args.trainable, epochs=args.epochs, batch_size=args.batch_size,

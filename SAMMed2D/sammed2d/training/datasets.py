@@ -190,6 +190,8 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
     Intensities are mapped to 0..255 once per volume (``preset``, default the paper's min–max);
     slices whose short side is under half the long side are skipped; each label value and each of
     its connected components is one mask; masks under ``min_mask_pixels`` at 256×256 are dropped.
+    ``slices`` (first, last, inclusive) keeps only those slice indices along every axis, so the other
+    slices of the same volumes can be held out for the benchmark's ``--slices``.
     Volumes stay in memory; masks are rebuilt from the label slice when an item is read.
     """
 
@@ -199,16 +201,20 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
         axes: Sequence[str] = ("K",),
         preset: str = "minmax",
         min_mask_pixels: int = 100,
+        slices: tuple[int, int] | None = None,
     ) -> None:
         unknown = [axis for axis in axes if axis not in AXES]
         if unknown or not axes:
             raise ValueError(f"axes must be some of {', '.join(AXES)}; got {list(axes)}")
+        if slices is not None and not 0 <= slices[0] <= slices[1]:
+            raise ValueError(f"slices must be FIRST <= LAST, both 0 or more; got {slices}")
         self.cases = list(cases)
         self._volumes: list[tuple[Volume, Volume]] = [_load_case(case, preset) for case in self.cases]
         self.entries: list[SliceEntry] = []
         for number, (_, labels) in enumerate(self._volumes):
             for axis in dict.fromkeys(axes):
-                self.entries.extend(paper_slice_entries(number, labels, axis, min_mask_pixels))  # type: ignore[arg-type]
+                found = paper_slice_entries(number, labels, axis, min_mask_pixels)  # type: ignore[arg-type]
+                self.entries.extend(entry for entry in found if slices is None or slices[0] <= entry.index <= slices[1])
             if not any(entry.case == number for entry in self.entries):
                 logger.warning("%s gives no training slice along %s (masks too small or slices too elongated)",
                                self.cases[number].labels, ", ".join(axes))

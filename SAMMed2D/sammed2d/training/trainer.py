@@ -3,7 +3,11 @@
 What trains (``trainable``; ``auto`` is the first for models with adapters, else the second):
 - ``adapters+decoder``: the paper's SAM-Med2D — encoder frozen except its adapters, plus prompt encoder and decoder;
 - ``all-but-encoder``: prompt encoder and decoder (models without adapters, e.g. LiteMedSAM);
-- ``decoder``: the mask decoder only (the paper's FT-SAM-style decoder fine-tuning).
+- ``decoder``: the mask decoder only (the paper's FT-SAM-style decoder fine-tuning);
+- ``adapters``: the encoder's adapters only, everything else frozen — adapts the image features while the
+  prompt handling the model already has stays exactly as it was. Only the first step of each batch
+  reaches the encoder (later steps reuse detached embeddings), so it needs ``interaction_steps=0``;
+- ``all``: every weight, encoder included (training a small model from scratch, not fine-tuning).
 Per batch, ``interaction.run_interaction`` makes the paper's 1 + 8 optimizer steps. Adam (lr 1e-4)
 is halved at the milestone epochs. After every epoch the run state goes to ``last.pth`` and, when the
 validation Dice (box prompts) improves, the weights to ``best.pth``; ``train.jsonl`` records each step.
@@ -41,7 +45,7 @@ from .validation import box_dice_sum
 
 logger = logging.getLogger(__name__)
 
-Trainable = Literal["auto", "adapters+decoder", "all-but-encoder", "decoder"]
+Trainable = Literal["auto", "adapters+decoder", "all-but-encoder", "decoder", "adapters", "all"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 TRAINABLE: tuple[str, ...] = get_args(Trainable)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -87,6 +91,9 @@ class TrainingConfig:
             raise ValueError(f"point_choices must be positive click counts; got {self.point_choices}")
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}; got {self.trainable!r}")
+        if self.trainable == "adapters" and self.interaction_steps:
+            raise ValueError("trainable 'adapters' learns from the first prompt of a batch only (the corrective steps "
+                             "reuse detached embeddings and train just the decoder): set interaction_steps to 0")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
 
@@ -122,8 +129,8 @@ def resolve_trainable(network: Sam, trainable: Trainable) -> Trainable:
     has_adapters = any(".Adapter." in name for name, _ in network.named_parameters())
     if trainable == "auto":
         return "adapters+decoder" if has_adapters else "all-but-encoder"
-    if trainable == "adapters+decoder" and not has_adapters:
-        raise ValueError("this model has no adapters to train: use trainable 'all-but-encoder' or 'decoder'")
+    if trainable in ("adapters+decoder", "adapters") and not has_adapters:
+        raise ValueError("this model has no adapters to train: use trainable 'all-but-encoder', 'decoder' or 'all'")
     return trainable
 
 
@@ -132,11 +139,12 @@ def select_trainable(network: Sam, trainable: Trainable) -> list[torch.nn.Parame
     trainable = resolve_trainable(network, trainable)
     for name, parameter in network.named_parameters():
         if name.startswith("image_encoder."):
-            parameter.requires_grad = trainable == "adapters+decoder" and ".Adapter." in name
+            adapter = trainable in ("adapters+decoder", "adapters") and ".Adapter." in name
+            parameter.requires_grad = trainable == "all" or adapter
         elif name.startswith("prompt_encoder."):
-            parameter.requires_grad = trainable != "decoder"
+            parameter.requires_grad = trainable in ("adapters+decoder", "all-but-encoder", "all")
         else:
-            parameter.requires_grad = True
+            parameter.requires_grad = trainable != "adapters"
     return [parameter for parameter in network.parameters() if parameter.requires_grad]
 
 
@@ -274,7 +282,8 @@ class _Run:
         rng = np.random.default_rng(seeds)
         torch.manual_seed(int(seeds.generate_state(1)[0]))
         self.network.train()
-        self.network.image_encoder.eval()  # frozen: keeps e.g. TinyViT's batch-norm statistics as they are
+        if self.trainable != "all":
+            self.network.image_encoder.eval()  # frozen: keeps e.g. TinyViT's batch-norm statistics as they are
         lr = self.optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         step_losses = []
