@@ -17,7 +17,7 @@ from segment_anything.modeling.image_encoder import Attention
 from conftest import DEMO, REFERENCE, demo_masks, read_demo_slice, require
 from sammed2d.masks import bounding_box
 from sammed2d.metrics import dice
-from sammed2d.models import load_model
+from sammed2d.models import ViTConfig, load_model
 from sammed2d.models.acceleration import EXACT, choose_acceleration, configure_threads, has_native_bf16
 from sammed2d.models.fused_attention import FusedRelPosAttention
 from sammed2d.predictor import Predictor
@@ -125,3 +125,33 @@ def test_litemedsam_fast_path_masks_agree_with_exact_on_real_slices(litemedsam):
             scores.append(dice(*pair))
     assert len(scores) == 2 * len(demo_masks())
     assert min(scores) >= 0.99 and np.mean(scores) >= 0.995, sorted(scores)[:5]
+
+
+def test_a_batch_of_slices_equals_one_at_a_time():
+    torch.manual_seed(0)
+    predictor = Predictor(load_model("sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True, device="cpu",
+                                     precision="exact"))
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 255, size) for size in [(64, 80), (96, 96), (50, 120)]]
+    for image, embedding in zip(images, predictor.encode_batch(images)):
+        single = predictor.encode(image)
+        assert embedding.original_size == single.original_size and embedding.resized_size == single.resized_size
+        torch.testing.assert_close(embedding.features, single.features, rtol=0, atol=1e-5)
+    assert predictor.encode_batch([]) == []
+
+
+def test_compiled_encoder_serves_every_batch_size_with_its_one_graph():
+    """Compiled for batches of 2: three slices run as 2 + (1 padded), one slice as (1 padded); no recompiles."""
+    def tiny(**speed):
+        torch.manual_seed(0)
+        return load_model("sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True, device="cpu", **speed)
+
+    compiled, eager = tiny(precision="fp32", compile=True), tiny(precision="exact")
+    compiled.encoder.batch_size = 2
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    inputs = torch.randn(3, 3, 256, 256)
+    for batch in (inputs, inputs[:1]):
+        expected = eager.encoder(batch)
+        torch.testing.assert_close(compiled.encoder(batch), expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1

@@ -8,6 +8,7 @@ three is kept; a previous result refines the next through its low-res logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -46,14 +47,26 @@ class Predictor:
     def low_res_size(self) -> int:
         return 4 * self.model.network.prompt_encoder.image_embedding_size[0]
 
-    @torch.inference_mode()
     def encode(self, image: np.ndarray) -> ImageEmbedding:
         """Run the image encoder on a slice already mapped to 0..255 (see ``sammed2d.intensity``)."""
-        pixels = _validate_image(image)
-        tensor = torch.from_numpy(pixels).to(self.model.device)
-        model_input, resized = self.model.spec.transform.image_to_input(tensor)
-        features = self.model.encoder(model_input)
-        return ImageEmbedding(features, (pixels.shape[0], pixels.shape[1]), resized)
+        return self.encode_batch([image])[0]
+
+    @torch.inference_mode()
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
+        """Encode several slices in one encoder call (they may differ in size: inputs are padded to S×S).
+
+        One call per slice is as fast on a CPU; on a GPU a batch fills the device.
+        """
+        prepared = []
+        for image in images:
+            pixels = _validate_image(image)
+            model_input, resized = self.model.spec.transform.image_to_input(torch.from_numpy(pixels).to(self.model.device))
+            prepared.append((model_input, resized, (pixels.shape[0], pixels.shape[1])))
+        if not prepared:
+            return []
+        features = self.model.encoder(torch.cat([model_input for model_input, _, _ in prepared]))
+        return [ImageEmbedding(features[i : i + 1], original, resized)
+                for i, (_, resized, original) in enumerate(prepared)]
 
     def set_image(self, image: np.ndarray) -> None:
         self.embedding = self.encode(image)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Iterable
 
 import numpy as np
 import torch
@@ -147,6 +147,18 @@ class VolumeSession:
             embedding = self.predictor.encode(image)
         self.cache.put(key, embedding)
         return embedding
+
+    def encode_ahead(self, axis: Axis, indices: Iterable[int]) -> None:
+        """Encode the slices among ``indices`` not cached yet, a batch at a time (the model's preferred size)."""
+        missing = [index for index in dict.fromkeys(indices) if not self.is_cached(axis, index)]
+        batch_size = self.predictor.model.encoder.batch_size
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start : start + batch_size]
+            images = [self.model_image(axis, index) for index in batch]
+            with self.model_lock:
+                embeddings = self.predictor.encode_batch(images)
+            for index, embedding in zip(batch, embeddings):
+                self.cache.put(self.cache_key(axis, index), embedding)
 
     def is_cached(self, axis: Axis, index: int) -> bool:
         return self.cache_key(axis, index) in self.cache

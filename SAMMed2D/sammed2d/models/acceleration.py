@@ -117,6 +117,8 @@ class EncoderRunner:
     def __init__(self, encoder: nn.Module, acceleration: Acceleration, device: torch.device) -> None:
         self.acceleration = acceleration
         self.device = device
+        #: slices per encoder call that pay off: a GPU wants a batch, a CPU is as fast one at a time (measured)
+        self.batch_size = 1 if device.type == "cpu" else 8
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = encoder
         # CPU: bf16 weights (no per-call casts, half the memory); CUDA: autocast keeps fp32 master weights
         self._weights_dtype = acceleration.dtype if device.type == "cpu" else torch.float32
@@ -137,6 +139,17 @@ class EncoderRunner:
         """``images`` (B, 3, S, S) normalised as the network's preprocessing does."""
         if self.acceleration.exact:
             return self._encoder(images)
+        if not self.acceleration.compiled:
+            return self._run(images)
+        # a compiled graph has one batch size: run chunks of it, the last one padded, instead of recompiling
+        outputs = []
+        for chunk in images.split(self.batch_size):
+            padding = self.batch_size - len(chunk)
+            padded = torch.cat([chunk, chunk.new_zeros(padding, *chunk.shape[1:])]) if padding else chunk
+            outputs.append(self._run(padded)[: len(chunk)])
+        return torch.cat(outputs)
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self._weights_dtype)
         if self.acceleration.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -145,10 +158,10 @@ class EncoderRunner:
             features = self._encoder(images)
         return features.float().contiguous()
 
-    def warm_up(self, image_size: int, batch: int = 1) -> float:
+    def warm_up(self, image_size: int) -> float:
         """Run once on a blank input so the first user's slice does not pay for compilation and kernel set-up."""
         started = time.perf_counter()
-        self(torch.zeros(batch, 3, image_size, image_size, device=self.device))
+        self(torch.zeros(self.batch_size, 3, image_size, image_size, device=self.device))
         seconds = time.perf_counter() - started
         logger.info("encoder warmed up on %s (%s) in %.1f s", self.device, self.acceleration.describe(), seconds)
         return seconds
