@@ -128,7 +128,8 @@ def test_bad_keys_are_refused(lung2):
 def brain1(litemedsam):
     volume = read_volume(require(DATA / "pyradiomics" / "brain1_image.nrrd"))
     truth = read_labels(DATA / "pyradiomics" / "brain1_label.nrrd", like=volume).array > 0
-    session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "percentile"), EmbeddingCache(1 << 30))
+    mapping = fit_mapping(volume.array, "percentile")
+    session = VolumeSession(volume, Predictor(litemedsam), mapping, EmbeddingCache(1 << 30))
     return session, truth
 
 

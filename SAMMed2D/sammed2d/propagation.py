@@ -289,6 +289,7 @@ class Propagation:
         radius = settings.discover_radius * 2.0 * np.sqrt(key_area / np.pi)  # the key's equivalent diameter
         reachable = np.unique(blobs[ndimage.distance_transform_edt(~key.mask) <= radius])
         key_contrast = _contrast(key_image, key.mask)
+        min_contrast = settings.discover_min_contrast * abs(key_contrast)
         taken = found.copy()
         parts = []
         for label in reachable[reachable > 0]:
@@ -305,7 +306,7 @@ class Propagation:
                 area < settings.min_area or area > key_area or (part.mask & ~taken).sum() * 2 < area
                 or part.score < settings.min_score or _appearance(image, part.mask, key) < settings.min_appearance
                 or part.mask[y0:y1, x0:x1].sum() < settings.min_overlap * area
-                or _contrast(image, part.mask) * np.sign(key_contrast) < settings.discover_min_contrast * abs(key_contrast)
+                or np.sign(key_contrast) * _contrast(image, part.mask) < min_contrast
                 or not self._continues(index + direction, part, key)
             ):
                 continue
@@ -323,10 +324,13 @@ class Propagation:
         return self._follow(index, image, part.mask, logits, key)[0] is not None
 
     def _segment(self, index: int, box: list[float], logits: np.ndarray | None, point: list[float] | None) -> _Part:
-        """The model's answer to a box (and the neighbour's logits), re-prompted with its own box ``refine_passes`` times."""
+        """The model's answer to a box (and the neighbour's logits), re-prompted with its own box ``refine_passes``
+        times."""
         settings = self.settings
         points, labels = ([point], [1]) if point is not None else (None, None)
-        prediction = self.session.segment(self.axis, index, points=points, point_labels=labels, box=box, mask_logits=logits)
+        prediction = self.session.segment(
+            self.axis, index, points=points, point_labels=labels, box=box, mask_logits=logits
+        )
         for _ in range(settings.refine_passes):
             if prediction.masks[0].sum() < settings.min_area:
                 break
