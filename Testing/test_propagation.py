@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from conftest import DATA, require
 from sammed2d.intensity import fit_mapping
@@ -121,3 +122,34 @@ def test_bad_keys_are_refused(lung2):
         Propagation(session, "K", PropagationSettings(slice_range=(0, 99)))
     with pytest.raises(ValueError, match="min_area"):
         PropagationSettings(min_area=0)
+
+
+@pytest.fixture(scope="module")
+def brain1(litemedsam):
+    volume = read_volume(require(DATA / "pyradiomics" / "brain1_image.nrrd"))
+    truth = read_labels(DATA / "pyradiomics" / "brain1_label.nrrd", like=volume).array > 0
+    mapping = fit_mapping(volume.array, "percentile")
+    session = VolumeSession(volume, Predictor(litemedsam), mapping, EmbeddingCache(1 << 30))
+    return session, truth
+
+
+def test_a_part_that_splits_off_the_lesion_is_found(brain1):
+    """brain1's lesion splits below its largest slice: a second part appears ~3 cm away on slices 12 and 11,
+    touching nothing on slice 13, so following the previous slice alone cannot reach it."""
+    session, truth = brain1
+    key = int(truth.sum(axis=(1, 2)).argmax())
+    lesion = np.flatnonzero(truth.any(axis=(1, 2)))
+    chain_only = seeded(session, truth, key, discover_radius=0.0)
+    chain_only.run()
+    propagation = seeded(session, truth, key)
+    propagation.run()
+    labels = propagation.labelmap()
+    components, count = ndimage.label(truth[12])
+    apart = [label for label in range(1, count + 1) if not truth[13][components == label].any()]
+    assert len(apart) == 1
+    split = components == apart[0]  # on slice 12, the part with nothing above it on slice 13
+    assert not chain_only.labelmap()[12][split].any()  # following alone misses it
+    assert labels[12][split].mean() >= 0.7 and labels[11].any()  # found, then followed on to slice 11
+    assert dice(labels, truth) >= 0.82 > dice(chain_only.labelmap(), truth) + 0.05
+    segmented = np.flatnonzero(labels.any(axis=(1, 2)))
+    assert lesion.min() <= segmented.min() and segmented.max() <= lesion.max()  # nothing beyond the lesion
