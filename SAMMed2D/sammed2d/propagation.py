@@ -199,7 +199,8 @@ class Propagation:
         previous = key
         stop = self._stops.get((chain.source, chain.direction))
         reusing = True
-        for index in chain.indices:
+        batch_size = self.session.predictor.model.encoder.batch_size
+        for position, index in enumerate(chain.indices):
             cached = self.results.get(index)
             if reusing and cached is not None and cached.source == chain.source and cached.version == key.version:
                 report.reused.append(index)
@@ -212,6 +213,8 @@ class Propagation:
             reusing = False
             if cancel is not None and cancel():
                 return False
+            # on a GPU the next slices of the chain are encoded together; a CPU does one at a time (batch size 1)
+            self.session.encode_ahead(self.axis, chain.indices[position : position + batch_size])
             result, reason = self._predict(index, chain.direction, previous, key)
             if result is None:
                 stop = Stop(chain.source, chain.direction, index, reason, key.version)
