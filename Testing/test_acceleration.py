@@ -5,6 +5,7 @@ Speed is measured in benchmarks/fast_inference.py, not here.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from segment_anything.modeling.image_encoder import Attention
+from segment_anything.modeling.image_encoder import Block
 
 from conftest import DEMO, REFERENCE, demo_masks, read_demo_slice, require
 from sammed2d.masks import bounding_box
 from sammed2d.metrics import dice
 from sammed2d.models import ViTConfig, load_model
 from sammed2d.models.acceleration import EXACT, choose_acceleration, configure_threads, has_native_bf16
-from sammed2d.models.fused_attention import FusedRelPosAttention
+from sammed2d.models.fused_attention import FusedRelPosAttention, fuse_attention
 from sammed2d.predictor import Predictor
 
 CPU = torch.device("cpu")
@@ -29,15 +30,21 @@ BF16_LOGIT_TOLERANCE = 0.03
 SCORE_TOLERANCE = 1e-4
 
 
-def test_fused_attention_equals_segment_anything_attention():
+@pytest.mark.parametrize("window_size", [0, 14])
+def test_fused_attention_equals_segment_anything_blocks(window_size):
+    """Global and windowed blocks on a 16×16 grid (windows padded to 28×28, as SAM-Med2D at 256)."""
     torch.manual_seed(0)
-    reference = Attention(dim=64, num_heads=4, use_rel_pos=True, input_size=(14, 14)).eval()
+    size = window_size or 16
+    reference = Block(dim=64, num_heads=4, use_rel_pos=True, window_size=window_size, input_size=(16, 16)).eval()
     with torch.no_grad():  # zero-initialised position tables would leave the bias untested
-        reference.rel_pos_h.normal_()
-        reference.rel_pos_w.normal_()
-    fused = FusedRelPosAttention(reference)
+        reference.attn.rel_pos_h.normal_()
+        reference.attn.rel_pos_w.normal_()
+    assert reference.attn.rel_pos_h.shape[0] == 2 * size - 1
+    fused = copy.deepcopy(reference)
+    fuse_attention(fused)
+    assert isinstance(fused.attn, FusedRelPosAttention) and fused.window_size == 0
     assert set(fused.state_dict()) == set(reference.state_dict())
-    tokens = torch.randn(3, 14, 14, 64)
+    tokens = torch.randn(2, 16, 16, 64)
     with torch.no_grad():
         np.testing.assert_allclose(fused(tokens).numpy(), reference(tokens).numpy(), rtol=0, atol=1e-5)
 

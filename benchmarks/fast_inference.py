@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -80,8 +79,10 @@ def median_ms(function, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM: this process image's own peak (getrusage's maxrss carries the parent's peak across exec)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
 
 
 def measure(model_name: str, path: PathSpec, repeats: int) -> dict:
@@ -160,10 +161,7 @@ def server_peak_rss_mb(threads: int) -> tuple[float, str]:
         remote = server.client.upload(volume, (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), preset="ct-soft-tissue")
         for index in range(10):
             server.client.segment(remote, "K", index, box=[60, 60, 180, 180], prefetch=False)
-        status = Path(f"/proc/{server.process.pid}/status").read_text()
-        acceleration = server.client.info["model"]["acceleration"]
-    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return peak_kb / 1024, acceleration
+        return peak_rss_mb(server.process.pid), server.client.info["model"]["acceleration"]
 
 
 def main() -> None:

@@ -72,6 +72,11 @@ def sammed2d(arguments: Sequence[str]) -> float:
     return time.perf_counter() - started
 
 
+def benchmark(arguments: Sequence[str]) -> float:
+    """``sammed2d benchmark`` on the exact path: the figures compare weights, not arithmetic."""
+    return sammed2d(["benchmark", "--precision", "exact", *arguments])
+
+
 def small_start_checkpoint(path: Path) -> Path:
     """A random small SAM-Med2D whose prompt encoder and mask decoder are LiteMedSAM's.
 
@@ -123,9 +128,9 @@ def run_lite(out: Path) -> list[str]:
     seconds = sammed2d(["train", *LITE_TRAINING, "--no-progress", "--out", str(run)])
     tuned = f"litemedsam:{run / 'last.pth'}"
     volumes, images = out / "lite-bench-volumes", out / "lite-bench-demo-test"
-    sammed2d(["benchmark", "--model", "litemedsam", "--model", tuned, "--manifest", str(held_out_manifest(out)),
+    benchmark(["--model", "litemedsam", "--model", tuned, "--manifest", str(held_out_manifest(out)),
               "--modes", "all", "--no-progress", "--out", str(volumes)])
-    sammed2d(["benchmark", "--model", "litemedsam", "--model", tuned, "--json-dataset",
+    benchmark(["--model", "litemedsam", "--model", tuned, "--json-dataset",
               str(DEMO / "label2image_test.json"), "--modes", "all", "--no-progress", "--out", str(images)])
     return [f"LiteMedSAM decoder fine-tuning: {seconds / 60:.1f} min of training",
             side_by_side(volumes / "summary.json", "held-out volumes lung2, brain1, brain2: Dice per mask (3D Dice)",
@@ -151,12 +156,12 @@ def run_adapters(out: Path) -> list[str]:
     if not changed or any(".Adapter." not in key for key in changed):
         raise RuntimeError(f"stage 2 should change adapter weights only; it changed {changed}")
     bench = out / "small-bench-lung2-held-out-slices"
-    sammed2d(["benchmark", "--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
+    benchmark(["--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
               "--model", f"sam-med2d:{stage2 / 'last.pth'}", *LUNG2, *HELD_OUT_SLICES, "--modes", "all",
               "--no-progress", "--out", str(bench)])
     # what adapting to CT costs where stage 1 was trained (brain1: training data of stage 1, not held out)
     old_domain = out / "small-bench-brain1-stage1-data"
-    sammed2d(["benchmark", "--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
+    benchmark(["--vit", SMALL_VIT_JSON, "--model", f"sam-med2d:{stage1 / 'last.pth'}",
               "--model", f"sam-med2d:{stage2 / 'last.pth'}", "--case", str(PYRADIOMICS / "brain1_image.nrrd"),
               str(PYRADIOMICS / "brain1_label.nrrd"), "--modes", "box", "point1", "clicks3", "--no-progress",
               "--out", str(old_domain)])

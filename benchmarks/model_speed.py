@@ -99,14 +99,14 @@ def main() -> None:
     box = [width * 0.3, height * 0.35, width * 0.6, height * 0.7]
 
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device cpu, fp32 eager; input: {image_name}; median of {args.repeats}")
+          f"torch {torch.__version__}, device cpu, exact fp32 eager path (fast paths: fast_inference.py); input: {image_name}; median of {args.repeats}")
     header = f"{'model':<22} {'weights':<9} {'input':>5} {'params M':>8} {'enc GFLOP':>9} {'encoder ms':>10} {'GFLOP/s':>8} {'box ms':>7} {'click ms':>8}"
     print(header)
     print("-" * len(header))
     for name in args.models:
         checkpoint = checkpoints.get(name)
         random = checkpoint is None and MODELS[name].embedded_weights is None
-        model = load_model(name, checkpoint, device="cpu", random_weights=random)
+        model = load_model(name, checkpoint, device="cpu", random_weights=random, precision="exact")
         predictor = Predictor(model)
         params = sum(p.numel() for p in model.network.parameters()) / 1e6
         gflops = encoder_gflops(predictor, image)
