@@ -18,6 +18,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,17 +152,26 @@ def encoder_gflops(model_name: str) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def server_peak_rss_mb(threads: int) -> tuple[float, str]:
-    """A real `sammed2d serve` with SAM-Med2D (random weights, default path) after start-up and 10 clicks."""
+def server_memory_mb(threads: int) -> tuple[float, float, str]:
+    """A real `sammed2d serve` with a full-size SAM-Med2D checkpoint file (random weights, default path):
+    (peak RSS, RSS after start-up and 10 clicks, its encoder path)."""
+    from sammed2d.checkpoints import save_checkpoint
     from sammed2d.client import LocalServer
 
     volume = np.random.default_rng(0).normal(0, 300, (10, 256, 256)).astype(np.int16)
-    arguments = ["--model", "sam-med2d", "--random-weights", "--threads", str(threads)]
-    with LocalServer(arguments, startup_timeout=900) as server:
-        remote = server.client.upload(volume, (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), preset="ct-soft-tissue")
-        for index in range(10):
-            server.client.segment(remote, "K", index, box=[60, 60, 180, 180], prefetch=False)
-        return peak_rss_mb(server.process.pid), server.client.info["model"]["acceleration"]
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        network = load_model("sam-med2d", device="cpu", random_weights=True, precision="exact").network
+        checkpoint = save_checkpoint(network, Path(folder) / "sam-med2d-sized.pth")
+        del network
+        arguments = ["--model", "sam-med2d", "--checkpoint", str(checkpoint), "--threads", str(threads)]
+        with LocalServer(arguments, startup_timeout=900) as server:
+            remote = server.client.upload(volume, (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), preset="ct-soft-tissue")
+            for index in range(10):
+                server.client.segment(remote, "K", index, box=[60, 60, 180, 180], prefetch=False)
+            status = Path(f"/proc/{server.process.pid}/status").read_text()
+            resident = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+            return peak_rss_mb(server.process.pid), resident, server.client.info["model"]["acceleration"]
 
 
 def main() -> None:
@@ -214,8 +224,9 @@ def main() -> None:
         print(f"{'':<11} encoder {gflops:.1f} GFLOP per slice")
     print("* random weights (no weights file here): same arithmetic, masks not meaningful")
     if not args.no_server:
-        rss, acceleration = server_peak_rss_mb(threads)
-        print(f"sammed2d serve --model sam-med2d ({acceleration}): peak RSS {rss:.0f} MB after start-up and 10 clicks")
+        peak, resident, acceleration = server_memory_mb(threads)
+        print(f"sammed2d serve --model sam-med2d, 1 GB checkpoint ({acceleration}): RSS {resident:.0f} MB after "
+              f"start-up and 10 clicks, peak {peak:.0f} MB (the peak counts the checkpoint's memory-mapped pages)")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,11 @@ def choose_acceleration(
     return Acceleration(precision, channels_last=True, fused_attention=True, compiled=compile)  # type: ignore[arg-type]
 
 
+def encoder_weights_dtype(acceleration: Acceleration, device: torch.device) -> torch.dtype:
+    """CPU: weights in the compute dtype (no per-call casts, half the memory); CUDA: fp32 weights under autocast."""
+    return acceleration.dtype if device.type == "cpu" else torch.float32
+
+
 class EncoderRunner:
     """Calls the image encoder on the chosen path; takes and returns float32 tensors."""
 
@@ -120,8 +125,7 @@ class EncoderRunner:
         #: graph has a single batch size and a click must not pay for a padded batch, so it is 1 there too
         self.batch_size = 8 if device.type == "cuda" and not acceleration.compiled else 1
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = encoder
-        # CPU: bf16 weights (no per-call casts, half the memory); CUDA: autocast keeps fp32 master weights
-        self._weights_dtype = acceleration.dtype if device.type == "cpu" else torch.float32
+        self._weights_dtype = encoder_weights_dtype(acceleration, device)
         self._autocast_dtype = acceleration.dtype if device.type == "cuda" and not acceleration.exact else None
         if acceleration.exact:
             return
@@ -134,6 +138,8 @@ class EncoderRunner:
             # freezing folds the inference-only weights into the graph and pre-packs them for oneDNN; set in
             # inductor's config, as compile(options=...) left SAM-Med2D 20 % slower here (242 vs 204 ms)
             torch._inductor.config.freezing = True
+            # the frozen graph holds its own (pre-packed) weights: drop the module's copies, ~0.5 GB for SAM-Med2D
+            torch._inductor.config.freezing_discard_parameters = True
             self._encoder = torch.compile(encoder, dynamic=False)
 
     @torch.inference_mode()

