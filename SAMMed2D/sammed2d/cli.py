@@ -242,7 +242,7 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-upload", default="1G", help="largest compressed volume upload (default: %(default)s)")
     serve.add_argument("--max-request", default="64M", help="largest JSON request (default: %(default)s)")
     serve.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                       help="torch.compile the encoder at start (20-60 s once, then faster slices); default: on where "
+                       help="torch.compile the encoder at start (20-90 s once, then faster slices); default: on where "
                             "a compiler is available and the path is not exact")
     serve.add_argument("--prefetch", type=int, default=2, help="neighbour slices encoded ahead on each side of a "
                        "click (default: %(default)s; 0 turns it off)")
