@@ -30,6 +30,45 @@ def read_demo_slice(name: str, bgr: bool = False) -> np.ndarray:
     return rgb[..., ::-1] if bgr else rgb
 
 
+def reference_cases() -> list[dict]:
+    """The golden cases of the reference code, in file order (empty where the fixtures are absent)."""
+    path = REFERENCE / "tiny_cases.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def reference_output_key(case: dict) -> str:
+    """Where a case's outputs live in ``tiny_outputs.npz``."""
+    if case["kind"].startswith("iter"):
+        return f"{case['image']}/{case['kind']}"
+    return f"{case['image']}/{case['prompt_index']}/{int(case['multimask_output'])}"
+
+
+def replay_reference_cases(predictor) -> tuple[dict, dict]:
+    """Run every golden case in file order, feeding iterative cases the previous result as the reference did.
+
+    Returns predictions by output key and embeddings by image name.
+    """
+    results, embeddings = {}, {}
+    previous = None
+    for case in reference_cases():
+        image = case["image"]
+        if image not in embeddings:
+            embeddings[image] = predictor.encode(read_demo_slice(image, bgr=True))
+        predictor.set_embedding(embeddings[image])
+        is_iteration = case["kind"].startswith("iter")
+        prediction = predictor.predict(
+            points=case.get("point_coords"),
+            point_labels=case.get("point_labels"),
+            box=case.get("box"),
+            mask_logits=previous if is_iteration else None,
+            multimask_output=case["multimask_output"],
+        )
+        results[reference_output_key(case)] = prediction
+        if is_iteration or (case["kind"] == "point1" and case["multimask_output"]):
+            previous = prediction.low_res_logits  # iter1 starts from the 1-point multimask result
+    return results, embeddings
+
+
 def demo_masks() -> dict[str, str]:
     """All demo masks → their image file name (union of both SAM-Med2D JSON indexes)."""
     test_index = json.loads((require(DEMO) / "label2image_test.json").read_text())

@@ -6,7 +6,6 @@ Speed is measured in benchmarks/fast_inference.py, not here.
 from __future__ import annotations
 
 import copy
-import json
 import os
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 from segment_anything.modeling.image_encoder import Block
 
-from conftest import DEMO, REFERENCE, demo_masks, read_demo_slice, require
+from conftest import DEMO, REFERENCE, demo_masks, read_demo_slice, replay_reference_cases, require
 from sammed2d.masks import bounding_box
 from sammed2d.metrics import dice
 from sammed2d.models import ViTConfig, load_model
@@ -90,24 +89,13 @@ def test_fixture_model_logits_within_the_stated_tolerance(tiny_vit, precision, t
     if precision == "bf16" and not has_native_bf16(CPU):
         pytest.skip("this CPU has no native bf16")
     outputs = np.load(require(REFERENCE / "tiny_outputs.npz"))
-    cases = json.loads((REFERENCE / "tiny_cases.json").read_text())
     model = load_model("sam-med2d", REFERENCE / "tiny_sammed2d.pth", vit=tiny_vit, device="cpu", precision=precision)
-    predictor = Predictor(model)
-    embeddings, previous = {}, None
-    for case in cases:
-        if case["image"] not in embeddings:
-            embeddings[case["image"]] = predictor.encode(read_demo_slice(case["image"], bgr=True))
-        predictor.set_embedding(embeddings[case["image"]])
-        iteration = case["kind"].startswith("iter")
-        result = predictor.predict(case.get("point_coords"), case.get("point_labels"), case.get("box"),
-                                   previous if iteration else None, case["multimask_output"])
-        key = (f"{case['image']}/{case['kind']}" if iteration
-               else f"{case['image']}/{case['prompt_index']}/{int(case['multimask_output'])}")
+    results, _ = replay_reference_cases(Predictor(model))
+    assert results
+    for key, result in results.items():
         expected = outputs[f"{key}/low_res_logits"]
         assert np.abs(result.low_res_logits - expected).max() <= tolerance * np.abs(expected).max(), key
         np.testing.assert_allclose(result.scores, outputs[f"{key}/iou"], rtol=0, atol=SCORE_TOLERANCE)
-        if iteration or (case["kind"] == "point1" and case["multimask_output"]):
-            previous = result.low_res_logits
 
 
 def test_litemedsam_fast_path_masks_agree_with_exact_on_real_slices(litemedsam):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE, read_demo_slice, require
+from conftest import REFERENCE, reference_cases, reference_output_key, replay_reference_cases, require
 from sammed2d.checkpoints import convert_sam_state_dict, load_state_dict_file
 from sammed2d.models import VIT_B, load_model
 from sammed2d.models.architecture import build_sam_vit
@@ -20,20 +20,9 @@ from sammed2d.predictor import Predictor
 LOGIT_TOLERANCE = 1e-4
 
 
-def _cases() -> list[dict]:
-    path = REFERENCE / "tiny_cases.json"
-    return json.loads(path.read_text()) if path.exists() else []
-
-
 def _case_id(case: dict) -> str:
     suffix = case["kind"] if case["kind"].startswith("iter") else f"{case['prompt_index']}-{case['kind']}-mm{int(case['multimask_output'])}"
     return f"{case['image']}-{suffix}"
-
-
-def _output_key(case: dict) -> str:
-    if case["kind"].startswith("iter"):
-        return f"{case['image']}/{case['kind']}"
-    return f"{case['image']}/{case['prompt_index']}/{int(case['multimask_output'])}"
 
 
 @pytest.fixture(scope="module")
@@ -43,34 +32,16 @@ def outputs():
 
 @pytest.fixture(scope="module")
 def replay(tiny_reference_model, outputs):
-    """Run every case in file order, feeding iterative cases the previous result as the reference did."""
     predictor = Predictor(tiny_reference_model)
-    results, embeddings = {}, {}
-    previous = None
-    for case in _cases():
-        image = case["image"]
-        if image not in embeddings:
-            embeddings[image] = predictor.encode(read_demo_slice(image, bgr=True))
-        predictor.set_embedding(embeddings[image])
-        is_iteration = case["kind"].startswith("iter")
-        prediction = predictor.predict(
-            points=case.get("point_coords"),
-            point_labels=case.get("point_labels"),
-            box=case.get("box"),
-            mask_logits=previous if is_iteration else None,
-            multimask_output=case["multimask_output"],
-        )
-        results[_output_key(case)] = prediction
-        if is_iteration or (case["kind"] == "point1" and case["multimask_output"]):
-            previous = prediction.low_res_logits  # iter1 starts from the 1-point multimask result
+    results, embeddings = replay_reference_cases(predictor)
     return predictor, results, embeddings
 
 
 def test_fixture_has_cases():
-    assert len(_cases()) > 0 or not REFERENCE.exists()
+    assert len(reference_cases()) > 0 or not REFERENCE.exists()
 
 
-@pytest.mark.parametrize("image", sorted({case["image"] for case in _cases()}))
+@pytest.mark.parametrize("image", sorted({case["image"] for case in reference_cases()}))
 def test_image_embedding_matches(replay, outputs, image):
     _, _, embeddings = replay
     ours = embeddings[image].features.numpy()
@@ -79,10 +50,10 @@ def test_image_embedding_matches(replay, outputs, image):
     assert np.abs(ours - expected).max() <= LOGIT_TOLERANCE
 
 
-@pytest.mark.parametrize("case", _cases(), ids=_case_id)
+@pytest.mark.parametrize("case", reference_cases(), ids=_case_id)
 def test_prediction_matches(replay, outputs, case):
     predictor, results, _ = replay
-    key = _output_key(case)
+    key = reference_output_key(case)
     ours = results[key]
     expected_logits = outputs[f"{key}/low_res_logits"]
     assert ours.low_res_logits.shape == expected_logits.shape

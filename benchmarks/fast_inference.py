@@ -80,10 +80,11 @@ def median_ms(function, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def peak_rss_mb(pid: int | str = "self") -> float:
-    """VmHWM: this process image's own peak (getrusage's maxrss carries the parent's peak across exec)."""
+def memory_mb(field: str, pid: int | str = "self") -> float:
+    """A /proc status figure: VmHWM is a process image's own peak (getrusage's maxrss carries the parent's
+    peak across exec), VmRSS what it holds now."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")) / 1024
 
 
 def measure(model_name: str, path: PathSpec, repeats: int) -> dict:
@@ -110,7 +111,7 @@ def measure(model_name: str, path: PathSpec, repeats: int) -> dict:
     result = {"model": model_name, "path": path.label, "acceleration": model.acceleration.describe(),
               "dtype": str(model.acceleration.dtype).removeprefix("torch."), "load_s": load_s, "warm_up_s": warm_up_s,
               "encoder_ms": encoder_ms, "decoder_ms": decoder_ms, "slices_per_s": slices_per_s,
-              "peak_rss_mb": peak_rss_mb(), "random_weights": random}
+              "peak_rss_mb": memory_mb("VmHWM"), "random_weights": random}
     if model.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     if not model.acceleration.exact:
@@ -169,9 +170,8 @@ def server_memory_mb(threads: int) -> tuple[float, float, str]:
             remote = server.client.upload(volume, (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), preset="ct-soft-tissue")
             for index in range(10):
                 server.client.segment(remote, "K", index, box=[60, 60, 180, 180], prefetch=False)
-            status = Path(f"/proc/{server.process.pid}/status").read_text()
-            resident = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
-            return peak_rss_mb(server.process.pid), resident, server.client.info["model"]["acceleration"]
+            pid = server.process.pid
+            return memory_mb("VmHWM", pid), memory_mb("VmRSS", pid), server.client.info["model"]["acceleration"]
 
 
 def main() -> None:

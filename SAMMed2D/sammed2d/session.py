@@ -138,27 +138,24 @@ class VolumeSession:
         return resized[0, 0].numpy()
 
     def embedding(self, axis: Axis, index: int) -> ImageEmbedding:
-        key = self.cache_key(axis, index)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        image = self.model_image(axis, index)
-        with self.model_lock:
-            embedding = self.predictor.encode(image)
-        self.cache.put(key, embedding)
-        return embedding
+        cached = self.cache.get(self.cache_key(axis, index))
+        return cached if cached is not None else self._encode(axis, [index])[0]
 
     def encode_ahead(self, axis: Axis, indices: Iterable[int]) -> None:
         """Encode the slices among ``indices`` not cached yet, a batch at a time (the model's preferred size)."""
         missing = [index for index in dict.fromkeys(indices) if not self.is_cached(axis, index)]
         batch_size = self.predictor.model.encoder.batch_size
         for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            images = [self.model_image(axis, index) for index in batch]
-            with self.model_lock:
-                embeddings = self.predictor.encode_batch(images)
-            for index, embedding in zip(batch, embeddings):
-                self.cache.put(self.cache_key(axis, index), embedding)
+            self._encode(axis, missing[start : start + batch_size])
+
+    def _encode(self, axis: Axis, indices: list[int]) -> list[ImageEmbedding]:
+        """Encode these slices in one model call and cache them (returned too: a small cache may evict them)."""
+        images = [self.model_image(axis, index) for index in indices]
+        with self.model_lock:
+            embeddings = self.predictor.encode_batch(images)
+        for index, embedding in zip(indices, embeddings):
+            self.cache.put(self.cache_key(axis, index), embedding)
+        return embeddings
 
     def is_cached(self, axis: Axis, index: int) -> bool:
         return self.cache_key(axis, index) in self.cache
