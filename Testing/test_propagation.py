@@ -150,6 +150,23 @@ def test_a_part_that_splits_off_the_lesion_is_found(brain1):
     split = components == apart[0]  # on slice 12, the part with nothing above it on slice 13
     assert not chain_only.labelmap()[12][split].any()  # following alone misses it
     assert labels[12][split].mean() >= 0.7 and labels[11].any()  # found, then followed on to slice 11
-    assert dice(labels, truth) >= 0.82 > dice(chain_only.labelmap(), truth) + 0.05
+    assert dice(labels, truth) >= dice(chain_only.labelmap(), truth) + 0.05  # measured 0.860 against 0.791
     segmented = np.flatnonzero(labels.any(axis=(1, 2)))
     assert lesion.min() <= segmented.min() and segmented.max() <= lesion.max()  # nothing beyond the lesion
+
+
+def test_the_prompt_box_remembers_a_slice_where_the_lesion_narrows(brain1):
+    """brain1's lesion is narrow on slice 14 and wide again on 13: a box from slice 14 alone cuts 13 in half,
+    a box that also covers slice 15's mask there does not."""
+    session, truth = brain1
+    key = int(truth.sum(axis=(1, 2)).argmax())
+    assert truth[14].sum() < 0.5 * min(truth[13].sum(), truth[15].sum())
+    one_back = seeded(session, truth, key, box_memory=1)
+    one_back.run()
+    propagation = seeded(session, truth, key)
+    propagation.run()
+    recall_13 = [(found.labelmap()[13] & truth[13]).sum() / truth[13].sum() for found in (one_back, propagation)]
+    assert recall_13[0] < 0.55 and recall_13[1] > 0.75
+    assert dice(propagation.labelmap(), truth) >= 0.844  # within 0.05 of the oracle's 0.894 (the issue's target)
+    with pytest.raises(ValueError, match="box_memory"):
+        PropagationSettings(box_memory=0)

@@ -215,14 +215,15 @@ def test_propagation_streams_the_in_process_result(tiny_server, tiny_model):
     remote = client.upload(array)
     key = client.segment(remote, "K", 4, box=[10, 8, 46, 40])
     seen = []
-    stream = client.propagate(remote, "K", {4: key}, settings=PERMISSIVE, progress=lambda *a: seen.append(a))
+    settings = {**PERMISSIVE, "box_memory": 1, "refine_passes": 0, "discover_radius": 0.0}
+    stream = client.propagate(remote, "K", {4: key}, settings=settings, progress=lambda *a: seen.append(a))
     slices = {item.index: item for item in stream}
     assert stream.report["cancelled"] is False and sorted(stream.report["computed"]) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     assert [done for done, _, _ in seen] == list(range(1, 10)) and {planned for _, planned, _ in seen} == {9}
 
     session = in_process_session(array, (1.0, 1.0, 1.0), tiny_model, "minmax")
     expected_key = session.segment("K", 4, box=[10, 8, 46, 40])
-    propagation = Propagation(session, "K", PropagationSettings(**PERMISSIVE))
+    propagation = Propagation(session, "K", PropagationSettings(**settings))
     propagation.set_key(4, expected_key.masks[0], expected_key.low_res_logits[0], float(expected_key.scores[0]))
     propagation.run()
     assert set(slices) == set(propagation.results)
@@ -421,6 +422,9 @@ def test_more_bad_requests(tiny_server, bad_input_volume):
                  400, "bad_request")
     both = {"axis": "K", "keys": [{"index": 1}]}
     assert_error(requests.post(f"{url}/v1/volumes/{bad_input_volume.id}/propagate", json=both, headers=headers), 400)
+    no_memory = {"axis": "K", "keys": [{"index": 1}], "settings": {"box_memory": 0}}
+    assert "box_memory" in assert_error(requests.post(f"{url}/v1/volumes/{bad_input_volume.id}/propagate",
+                                                      json=no_memory, headers=headers), 422, "invalid_request")["detail"]
     assert_error(requests.get(f"{url}/v1/jobs/{'0' * 32}", headers=headers), 404, "job_unknown")
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)
     image = {"image_id": wire.image_id(rgba), "box": [1, 1, 5, 5], "image": wire.encode_image(rgba)}

@@ -100,12 +100,17 @@ class PropagationOptions(Strict):
     min_box_margin: float | None = Field(None, ge=0, le=100)
     use_mask_prompt: bool | None = None
     use_point: bool | None = None
+    box_memory: int | None = Field(None, ge=1, le=8)
+    refine_passes: int | None = Field(None, ge=0, le=5)
     min_score: float | None = Field(None, ge=0, le=1)
     min_area: int | None = Field(None, ge=1, le=1 << 30)
     max_growth: float | None = Field(None, ge=1, le=1e6)
+    max_growth_from_key: float | None = Field(None, ge=1, le=1e6)
     min_shrink: float | None = Field(None, ge=0, le=1)
     min_overlap: float | None = Field(None, ge=0, le=1)
     min_appearance: float | None = Field(None, ge=0, le=1)
+    min_part: float | None = Field(None, ge=0, le=1)
+    discover_radius: float | None = Field(None, ge=0, le=10, description="0 turns the search for split-off parts off")
     slice_range: Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]],
                            Field(min_length=2, max_length=2)] | None = None
 
