@@ -34,7 +34,8 @@ def pyradiomics_case(name: str, preset: str):
 def lung2(litemedsam, tmp_path_factory):
     out = tmp_path_factory.mktemp("lung2")
     settings = BenchmarkSettings(LUNG2_MODES, progress=False)
-    output = benchmark([BenchmarkModel("litemedsam", litemedsam)], [pyradiomics_case("lung2", "ct-lung")], settings, out)
+    output = benchmark([BenchmarkModel("litemedsam", litemedsam)], [pyradiomics_case("lung2", "ct-lung")],
+                       settings, out)
     return output, out
 
 
@@ -66,7 +67,8 @@ def test_summary_tables_and_plots_are_written(lung2):
     assert summary == output.summary and list(summary) == ["litemedsam"]
     assert set(summary["litemedsam"]) == set(LUNG2_MODES)
     for mode, entry in summary["litemedsam"].items():
-        assert {"dice_mean", "dice_3d_mean", "n", "iou_mean", "hd95_mean_mm", "labels", "slices_per_second"} <= entry.keys()
+        assert {"dice_mean", "dice_3d_mean", "n", "iou_mean", "hd95_mean_mm", "labels",
+                "slices_per_second"} <= entry.keys()
         assert 0 <= entry["dice_mean"] <= 1 and 0 <= entry["dice_3d_mean"] <= 1 and entry["n"] == 11
         assert list(entry["labels"]) == ["1"] and entry["labels"]["1"]["n"] == 11
         if mode not in PROPAGATION_MODES:
@@ -75,7 +77,8 @@ def test_summary_tables_and_plots_are_written(lung2):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 11 * len(LUNG2_MODES) and {row["case"] for row in rows} == {"lung2_image"}
     box_rows = [row for row in rows if row["mode"] == "box"]
-    assert np.mean([float(row["dice"]) for row in box_rows]) == pytest.approx(summary["litemedsam"]["box"]["dice_mean"], abs=1e-4)
+    assert np.mean([float(row["dice"]) for row in box_rows]) == pytest.approx(
+        summary["litemedsam"]["box"]["dice_mean"], abs=1e-4)
     with (out / "volumes.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == len(LUNG2_MODES)
     table = (out / "results.md").read_text()
@@ -249,7 +252,8 @@ def test_models_modes_and_manifests_parse(tmp_path):
                                         f"{PYRADIOMICS}/brain2_label.nrrd,b2,percentile\n")
     (tmp_path / "cases.json").write_text(json.dumps([{"image": str(PYRADIOMICS / "breast1_image.nrrd"),
                                                       "labels": str(PYRADIOMICS / "breast1_label.nrrd")}]))
-    (csv_case,), (json_case,) = read_manifest(tmp_path / "cases.csv", "minmax"), read_manifest(tmp_path / "cases.json", "minmax")
+    (csv_case,), (json_case,) = (read_manifest(tmp_path / "cases.csv", "minmax"),
+                                 read_manifest(tmp_path / "cases.json", "minmax"))
     assert (csv_case.name, csv_case.preset) == ("b2", "percentile")
     assert (json_case.name, json_case.preset) == ("breast1_image", "minmax")
     (tmp_path / "bad.csv").write_text("image,labels\nnot_here.nrrd,\n")

@@ -28,7 +28,8 @@ def test_demo_segments_the_generated_slice_and_writes_files(tmp_path):
     assert labels.GetSize() == ct.GetSize() and labels.GetSpacing() == ct.GetSpacing()
     assert set(np.unique(sitk.GetArrayFromImage(labels))) == {0, *map(int, names)}
     assert (tmp_path / "example_ct_overlay.png").stat().st_size > 10_000
-    dices = {name: float(value) for name, value in re.findall(r"\d+\s+(\w[\w ]*?)\s+\d+ \d+ \d+ \d+\s+[\d.]+\s+([\d.]+)", result.stdout)}
+    dices = {name: float(value)
+             for name, value in re.findall(r"\d+\s+(\w[\w ]*?)\s+\d+ \d+ \d+ \d+\s+[\d.]+\s+([\d.]+)", result.stdout)}
     assert set(dices) == set(names.values())
     assert min(dices.values()) > 0.85, result.stdout
 

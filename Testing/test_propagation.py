@@ -24,7 +24,8 @@ def tight_box(mask: np.ndarray) -> list[int]:
 def lung2(litemedsam):
     volume = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
     truth = read_labels(DATA / "pyradiomics" / "lung2_label.nrrd", like=volume).array > 0
-    session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "ct-lung"), EmbeddingCache(2 << 30))
+    session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "ct-lung"),
+                            EmbeddingCache(2 << 30))
     return session, truth
 
 

@@ -21,7 +21,8 @@ LOGIT_TOLERANCE = 1e-4
 
 
 def _case_id(case: dict) -> str:
-    suffix = case["kind"] if case["kind"].startswith("iter") else f"{case['prompt_index']}-{case['kind']}-mm{int(case['multimask_output'])}"
+    suffix = (case["kind"] if case["kind"].startswith("iter")
+              else f"{case['prompt_index']}-{case['kind']}-mm{int(case['multimask_output'])}")
     return f"{case['image']}-{suffix}"
 
 
@@ -79,7 +80,8 @@ def test_sam_to_256_conversion_matches_reference_load_from(tiny_vit):
     expected = load_state_dict_file(require(REFERENCE / "tiny_sam1024_converted_posrel.pth"))
     skipped = set(json.loads((REFERENCE / "tiny_conversion_reinit_keys.json").read_text()))
     plain = load_state_dict_file(REFERENCE / "tiny_sam1024_plain.pth")
-    converted = load_model("sam-med2d", REFERENCE / "tiny_sam1024_plain.pth", vit=tiny_vit, init_from_sam=True, precision="exact")
+    converted = load_model("sam-med2d", REFERENCE / "tiny_sam1024_plain.pth", vit=tiny_vit, init_from_sam=True,
+                           precision="exact")
     state = converted.network.state_dict()
     for key, tensor in expected.items():
         assert state[key].shape == tensor.shape, key

@@ -43,7 +43,8 @@ from sammed2d.session import VolumeSession
 from sammed2d.volumes import Geometry, Volume, read_volume
 
 #: --no-compile: the in-process twin runs eagerly, so both sides do the same arithmetic (compiled: one test below)
-TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1", "--no-compile"]
+TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1",
+        "--no-compile"]
 TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1",
                "--max-jobs", "2"]
 #: lets a random network propagate through every slice (its scores and shapes mean nothing)
@@ -424,7 +425,8 @@ def test_more_bad_requests(tiny_server, bad_input_volume):
     assert_error(requests.post(f"{url}/v1/volumes/{bad_input_volume.id}/propagate", json=both, headers=headers), 400)
     no_memory = {"axis": "K", "keys": [{"index": 1}], "settings": {"box_memory": 0}}
     assert "box_memory" in assert_error(requests.post(f"{url}/v1/volumes/{bad_input_volume.id}/propagate",
-                                                      json=no_memory, headers=headers), 422, "invalid_request")["detail"]
+                                                      json=no_memory, headers=headers), 422,
+                                        "invalid_request")["detail"]
     assert_error(requests.get(f"{url}/v1/jobs/{'0' * 32}", headers=headers), 404, "job_unknown")
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)
     image = {"image_id": wire.image_id(rgba), "box": [1, 1, 5, 5], "image": wire.encode_image(rgba)}

@@ -114,7 +114,8 @@ def write_case(folder: Path, name: str, value: float, *, labelled: bool = True, 
 def test_split_is_by_volume(tmp_path):
     cases = [write_case(tmp_path, f"case{i}", float(i)) for i in range(5)]
     train_cases, val_cases = split_by_group(cases, 0.4, seed=3)
-    assert len(val_cases) == 2 and set(train_cases).isdisjoint(val_cases) and set(train_cases) | set(val_cases) == set(cases)
+    assert (len(val_cases) == 2 and set(train_cases).isdisjoint(val_cases)
+            and set(train_cases) | set(val_cases) == set(cases))
     assert split_by_group(cases, 0.4, seed=3) == (train_cases, val_cases)  # the same split on every process
     for chosen, dataset in ((train_cases, VolumeSliceDataset(train_cases)), (val_cases, VolumeSliceDataset(val_cases))):
         sources = {dataset[i].source.split(" ")[0] for i in range(len(dataset))}
@@ -226,7 +227,8 @@ def test_click_sampling_labels_and_seeding():
     _, labels = init_point_sampling(np.zeros_like(truth), 1, np.random.default_rng(2))
     np.testing.assert_array_equal(labels, [0])
     coords, labels = init_point_sampling(truth, 5, np.random.default_rng(3))
-    assert sorted(labels) == [0, 0, 0, 1, 1] and all(truth[y, x] == label for (x, y), label in zip(coords.astype(int), labels))
+    assert sorted(labels) == [0, 0, 0, 1, 1] and all(truth[y, x] == label
+                                                     for (x, y), label in zip(coords.astype(int), labels))
 
 
 def test_loss_matches_hand_computed_values():
@@ -298,7 +300,8 @@ def test_litemedsam_decoder_fine_tune_lowers_the_loss(tmp_path):
 
 def test_tiny_sammed2d_trains_adapters_and_round_trips(tmp_path):
     torch.manual_seed(1)
-    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network, tmp_path / "start.pth")
+    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network,
+                            tmp_path / "start.pth")
     initial = model_state(load_model("sam-med2d", start, vit=TINY, precision="exact").network)
     dataset = demo_subset("image2label_train.json", "amos_0006_90.png")
     config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", checkpoint=start, vit=TINY, epochs=1,
@@ -326,7 +329,8 @@ def test_tiny_sammed2d_trains_adapters_and_round_trips(tmp_path):
 def test_tiny_sammed2d_trains_only_the_chosen_parts(tmp_path, trainable):
     """``adapters`` moves the adapters and nothing else; ``all`` moves the encoder's own weights too."""
     torch.manual_seed(1)
-    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network, tmp_path / "start.pth")
+    start = save_checkpoint(load_model("sam-med2d", vit=TINY, random_weights=True, precision="exact").network,
+                            tmp_path / "start.pth")
     initial = model_state(load_model("sam-med2d", start, vit=TINY, precision="exact").network)
     dataset = demo_subset("image2label_train.json", "amos_0006_90.png")
     config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", checkpoint=start, vit=TINY, trainable=trainable,
@@ -406,7 +410,8 @@ from sammed2d.training.trainer import TrainingConfig, train
 
 out, demo = Path(sys.argv[1]), Path(sys.argv[2])
 config = TrainingConfig(out=out, model="sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True, epochs=1,
-                        batch_size=1, accumulate=2, masks_per_image=2, interaction_steps=1, device="cpu", progress=False)
+                        batch_size=1, accumulate=2, masks_per_image=2, interaction_steps=1, device="cpu",
+                        progress=False)
 images = read_json_index(demo / "image2label_train.json") + read_json_index(demo / "label2image_test.json")
 result = train(config, JsonDataset(images))
 state = result.network.state_dict()

@@ -91,14 +91,16 @@ def test_labels_on_another_grid_or_empty_are_refused(scene):
     empty = scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "nothing")
     with pytest.raises(ValueError, match="the segmentation 'nothing' has no segment"):
         volumesFromNodes(image, empty, scene.segmentations)
-    with pytest.raises(ValueError, match="expected a segmentation or label map volume node; got vtkMRMLScalarVolumeNode"):
+    with pytest.raises(ValueError,
+                       match="expected a segmentation or label map volume node; got vtkMRMLScalarVolumeNode"):
         volumesFromNodes(image, image, scene.segmentations)
 
 
 def test_benchmark_on_nodes_matches_the_engine_on_files(scene, litemedsam, tmp_path):
     image, segmentation = scene.load("lung2")
     model = BenchmarkModel("litemedsam", litemedsam)  # one embedding cache for both runs
-    options = dict(models=[model], modes=["box"], preset="ct-lung", slices=(19, 23), segmentationsLogic=scene.segmentations)
+    options = dict(models=[model], modes=["box"], preset="ct-lung", slices=(19, 23),
+                   segmentationsLogic=scene.segmentations)
     files = benchmarkCases([(PYRADIOMICS / "lung2_image.nrrd", PYRADIOMICS / "lung2_label.nrrd")], tmp_path / "files",
                            **options)
     nodes = benchmarkCases([(image, segmentation)], tmp_path / "nodes", **options)
@@ -114,15 +116,17 @@ def test_benchmark_on_nodes_matches_the_engine_on_files(scene, litemedsam, tmp_p
     measured = ("dice_mean", "iou_mean", "hd95_mean_mm", "n", "dice_3d_mean", "n_volumes")
     node_box, file_box = nodes.summary["litemedsam"]["box"], files.summary["litemedsam"]["box"]
     assert {key: node_box[key] for key in measured} == {key: file_box[key] for key in measured}
-    print(f"lung2 slices 19-23, box: Dice {node_box['dice_mean']:.4f}, 3D Dice over the slab {node_box['dice_3d_mean']:.4f}")
+    print(f"lung2 slices 19-23, box: Dice {node_box['dice_mean']:.4f}, "
+          f"3D Dice over the slab {node_box['dice_3d_mean']:.4f}")
     assert node_box["dice_3d_mean"] > 0.9
     assert json.loads((tmp_path / "nodes" / "summary.json").read_text()) == nodes.summary
 
 
 def test_training_on_nodes(scene, tmp_path):
     image, segmentation = scene.load("brain2")
-    config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True,
-                            epochs=1, batch_size=1, masks_per_image=2, interaction_steps=1, device="cpu", progress=False)
+    config = TrainingConfig(out=tmp_path / "run", model="sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)),
+                            random_weights=True, epochs=1, batch_size=1, masks_per_image=2, interaction_steps=1,
+                            device="cpu", progress=False)
     result = trainCases([(image, segmentation)], config, valFraction=0, preset="percentile",
                         segmentationsLogic=scene.segmentations)
     assert result.last == tmp_path / "run" / "last.pth" and result.last.is_file()
@@ -132,8 +136,9 @@ def test_training_on_nodes(scene, tmp_path):
 
 
 def test_headless_command_line(tmp_path, capsys):
-    assert scriptArguments(["Slicer", "--no-main-window", "--python-script", "x.py", "--", "benchmark", "--out", "o"]) == [
-        "benchmark", "--out", "o"]
+    assert scriptArguments(
+        ["Slicer", "--no-main-window", "--python-script", "x.py", "--", "benchmark", "--out", "o"]
+    ) == ["benchmark", "--out", "o"]
     assert runCommandLine(["version"]) == 0
     assert capsys.readouterr().out.startswith("sammed2d ")
     assert runCommandLine(["no-such-command"]) == 1

@@ -72,8 +72,8 @@ print(statistics.median(samples[1:]))
 
 def reference_encoder_ms(repo: Path, repeats: int) -> float:
     code = REFERENCE_TIMING.format(threads=torch.get_num_threads(), repeats=repeats)
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(repo)},
+                            capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -99,8 +99,10 @@ def main() -> None:
     box = [width * 0.3, height * 0.35, width * 0.6, height * 0.7]
 
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, device cpu, exact fp32 eager path (fast paths: fast_inference.py); input: {image_name}; median of {args.repeats}")
-    header = f"{'model':<22} {'weights':<9} {'input':>5} {'params M':>8} {'enc GFLOP':>9} {'encoder ms':>10} {'GFLOP/s':>8} {'box ms':>7} {'click ms':>8}"
+          f"torch {torch.__version__}, device cpu, exact fp32 eager path (fast paths: fast_inference.py); "
+          f"input: {image_name}; median of {args.repeats}")
+    header = (f"{'model':<22} {'weights':<9} {'input':>5} {'params M':>8} {'enc GFLOP':>9} {'encoder ms':>10} "
+              f"{'GFLOP/s':>8} {'box ms':>7} {'click ms':>8}")
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -115,8 +117,8 @@ def main() -> None:
         click_ms = statistics.median(
             timed(lambda: predictor.predict(points=[[width / 2, height / 2]], point_labels=[1]), args.repeats * 4)
         )
-        print(f"{name:<22} {'random' if random else 'real':<9} {model.spec.image_size:>5} {params:>8.1f} {gflops:>9.1f} "
-              f"{encoder_ms:>10.0f} {gflops / encoder_ms * 1000:>8.1f} {box_ms:>7.1f} {click_ms:>8.1f}")
+        print(f"{name:<22} {'random' if random else 'real':<9} {model.spec.image_size:>5} {params:>8.1f} "
+              f"{gflops:>9.1f} {encoder_ms:>10.0f} {gflops / encoder_ms * 1000:>8.1f} {box_ms:>7.1f} {click_ms:>8.1f}")
         del model, predictor
     if args.reference_repo:
         reference_ms = reference_encoder_ms(args.reference_repo, args.repeats)

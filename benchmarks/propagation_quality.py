@@ -30,7 +30,8 @@ from sammed2d.session import EmbeddingCache, VolumeSession
 from sammed2d.volumes import read_labels, read_volume
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pyradiomics"
-PRESETS = {"lung1": "ct-lung", "lung2": "ct-lung", "brain1": "percentile", "brain2": "percentile", "breast1": "percentile"}
+PRESETS = {"lung1": "ct-lung", "lung2": "ct-lung", "brain1": "percentile", "brain2": "percentile",
+           "breast1": "percentile"}
 
 
 def tight_box(mask: np.ndarray) -> list[int]:

@@ -90,7 +90,8 @@ def main() -> None:
     mapping = fit_mapping(volume.array, preset)
     session = VolumeSession(volume, Predictor(model), mapping)
     # eager on both sides: the difference is then HTTP alone, not compiled vs eager kernels
-    serve = ["--model", args.model, "--threads", str(args.threads), "--device", "cpu", "--log-level", "INFO", "--no-compile"]
+    serve = ["--model", args.model, "--threads", str(args.threads), "--device", "cpu", "--log-level", "INFO",
+             "--no-compile"]
     if args.checkpoint:
         serve += ["--checkpoint", str(args.checkpoint)]
     with LocalServer(serve) as server:

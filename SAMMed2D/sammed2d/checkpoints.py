@@ -220,7 +220,9 @@ def _resize_like(key: str, value: torch.Tensor, like: torch.Tensor) -> torch.Ten
         resized = F.interpolate(value.permute(0, 3, 1, 2).float(), size=grid, mode="bilinear", align_corners=False)
         return resized.permute(0, 2, 3, 1)
     if "rel_pos" in key:
-        return F.interpolate(value[None, None].float(), size=tuple(like.shape), mode="bilinear", align_corners=False)[0, 0]
+        return F.interpolate(
+            value[None, None].float(), size=tuple(like.shape), mode="bilinear", align_corners=False
+        )[0, 0]
     raise CheckpointError(f"cannot convert {key}: file shape {tuple(value.shape)}, model shape {tuple(like.shape)}")
 
 

@@ -22,7 +22,8 @@ logger = logging.getLogger("sammed2d")
 def _add_model_arguments(parser: argparse.ArgumentParser, inference: bool = True) -> None:
     from .models import DEFAULT_MODEL, MODELS
 
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS), help="registry entry (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS),
+                        help="registry entry (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path, help="weights file (required for every model but litemedsam)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
     if inference:  # training has its own --precision (autocast) and always trains the exact network
@@ -61,7 +62,8 @@ def run_demo(args: argparse.Namespace) -> int:
     ct = sitk.GetImageFromArray(example.hounsfield)
     ct.SetSpacing(example.spacing_mm)
     sitk.WriteImage(ct, str(image_path), useCompression=True)
-    print(f"wrote a synthetic abdominal CT slice ({example.hounsfield.shape[1]}×{example.hounsfield.shape[0]}, HU) to {image_path}")
+    print(f"wrote a synthetic abdominal CT slice ({example.hounsfield.shape[1]}×{example.hounsfield.shape[0]}, HU) "
+          f"to {image_path}")
 
     predictor = _load(args)
     mapping = fit_mapping(example.hounsfield, "ct-soft-tissue")
@@ -170,7 +172,8 @@ def _segment_volume(args, image, mapping, predictor, prompt: dict, points: list)
     print(f"segmented {image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: {summary}; "
           f"score {float(prediction.scores.max()):.2f}; wrote {out}")
     if args.overlay:
-        save_overlay(mapping.apply(volume.slice(args.axis, args.slice)).astype(np.uint8), {args.name: mask}, args.overlay, boxes=args.box or (), points=points,
+        save_overlay(mapping.apply(volume.slice(args.axis, args.slice)).astype(np.uint8), {args.name: mask},
+                     args.overlay, boxes=args.box or (), points=points,
                      title=f"{predictor.model.name} on {image.path.name}, slice {args.slice}")
         print(f"wrote the overlay {args.overlay}")
     return 0
@@ -186,7 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
             dice = "n/a" if record["val_dice"] is None else f"{record['val_dice']:.4f}"
             print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, validation Dice {dice}"
                   f"{' (best)' if record['best'] else ''}")
-        print(f"wrote {result.last}" + (f" and {result.best}" if result.best else "") + f"; log in {args.out / 'train.jsonl'}")
+        print(f"wrote {result.last}" + (f" and {result.best}" if result.best else "")
+              + f"; log in {args.out / 'train.jsonl'}")
     return 0
 
 
@@ -271,18 +275,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="segment a generated CT slice with the embedded model")
-    demo.add_argument("--out", type=Path, default=Path("sammed2d-demo-output"), help="output folder (default: %(default)s)")
+    demo.add_argument("--out", type=Path, default=Path("sammed2d-demo-output"),
+                      help="output folder (default: %(default)s)")
     _add_model_arguments(demo)
     demo.set_defaults(run=run_demo)
 
     segment = commands.add_parser("segment", help="segment one slice of your image or volume")
     segment.add_argument("image", type=Path, help="PNG/JPEG, NRRD, NIfTI, MHA … (2D image or 3D volume)")
     segment.add_argument("--slice", type=int, help="slice index to prompt on (volumes only)")
-    segment.add_argument("--axis", default="K", choices=["K", "J", "I"], help="slice normal, as IJK axis (default: %(default)s)")
-    segment.add_argument("--propagate", action="store_true", help="continue slice by slice through the volume until the structure ends")
+    segment.add_argument("--axis", default="K", choices=["K", "J", "I"],
+                         help="slice normal, as IJK axis (default: %(default)s)")
+    segment.add_argument("--propagate", action="store_true",
+                         help="continue slice by slice through the volume until the structure ends")
     segment.add_argument("--box", type=float, nargs=4, action="append", default=[], metavar=("X0", "Y0", "X1", "Y1"))
-    segment.add_argument("--point", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="include")
-    segment.add_argument("--negative", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"), help="exclude")
+    segment.add_argument("--point", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"),
+                         help="include")
+    segment.add_argument("--negative", type=float, nargs=2, action="append", default=[], metavar=("X", "Y"),
+                         help="exclude")
     segment.add_argument("--preset", default="minmax", choices=PRESETS, help="intensity mapping (default: %(default)s)")
     segment.add_argument("--label", type=int, default=1, help="label value written for the mask")
     segment.add_argument("--name", default="segment", help="segment name (kept in .seg.nrrd output)")
@@ -293,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .training.command import add_arguments as add_train_arguments
 
-    training = commands.add_parser("train", help="fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)")
+    training = commands.add_parser(
+        "train", help="fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)"
+    )
     add_train_arguments(training)
     _add_model_arguments(training, inference=False)
     training.set_defaults(run=run_train)

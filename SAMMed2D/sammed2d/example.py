@@ -29,7 +29,9 @@ class ExampleSlice:
     spacing_mm: tuple[float, float]
 
 
-def _ellipse(shape: tuple[int, int], centre: tuple[float, float], axes: tuple[float, float], angle: float) -> np.ndarray:
+def _ellipse(
+    shape: tuple[int, int], centre: tuple[float, float], axes: tuple[float, float], angle: float
+) -> np.ndarray:
     rows, cols = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     r0, c0 = centre[0] * shape[0], centre[1] * shape[1]
     a, b = axes[0] * shape[0], axes[1] * shape[1]

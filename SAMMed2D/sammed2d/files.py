@@ -31,7 +31,8 @@ def read_image(path: str | Path) -> LoadedImage:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise ValueError(f"{path} could not be read as an image or volume: {str(error).strip().splitlines()[-1]}") from None
+        raise ValueError(f"{path} could not be read as an image or volume: "
+                         f"{str(error).strip().splitlines()[-1]}") from None
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = array[..., :3].mean(axis=-1)  # grey slices stored as RGB(A) PNGs

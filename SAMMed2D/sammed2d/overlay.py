@@ -37,7 +37,8 @@ def save_overlay(
     for x0, y0, x1, y1 in boxes:
         axes.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", linewidth=1.2))
     for x, y, label in points:
-        axes.plot(x, y, marker="P" if label else "X", color="lime" if label else "red", markersize=9, markeredgecolor="k")
+        axes.plot(x, y, marker="P" if label else "X", color="lime" if label else "red", markersize=9,
+                  markeredgecolor="k")
     if masks:
         axes.legend(loc="lower right", fontsize=8, framealpha=0.7)
     axes.set_title(title, fontsize=9)

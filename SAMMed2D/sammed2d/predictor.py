@@ -60,7 +60,9 @@ class Predictor:
         prepared = []
         for image in images:
             pixels = _validate_image(image)
-            model_input, resized = self.model.spec.transform.image_to_input(torch.from_numpy(pixels).to(self.model.device))
+            model_input, resized = self.model.spec.transform.image_to_input(
+                torch.from_numpy(pixels).to(self.model.device)
+            )
             prepared.append((model_input, resized, (pixels.shape[0], pixels.shape[1])))
         if not prepared:
             return []

@@ -141,7 +141,9 @@ class Propagation:
             raise ValueError(f"slice range {first}..{last} is outside the volume (0..{count - 1} along {axis})")
         self.first, self.last = first, last
 
-    def set_key(self, index: int, mask: np.ndarray, low_res_logits: np.ndarray | None = None, score: float = 1.0) -> None:
+    def set_key(
+        self, index: int, mask: np.ndarray, low_res_logits: np.ndarray | None = None, score: float = 1.0
+    ) -> None:
         """Add or replace a key slice (a user's mask, or the model's answer to the user's prompt)."""
         if not self.first <= index <= self.last:
             raise ValueError(f"key slice {index} lies outside the propagation range {self.first}..{self.last}")
@@ -412,7 +414,8 @@ def _innermost_point(mask: np.ndarray) -> list[float]:
 
 
 def _stop_reason(
-    mask: np.ndarray, score: float, appearance: float, previous: np.ndarray, box: list[float], settings: PropagationSettings
+    mask: np.ndarray, score: float, appearance: float, previous: np.ndarray, box: list[float],
+    settings: PropagationSettings
 ) -> str:
     area, previous_area = int(mask.sum()), int(previous.sum())
     if area < settings.min_area:

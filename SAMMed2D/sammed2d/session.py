@@ -134,7 +134,8 @@ class VolumeSession:
         if resampling.model_rows == resampling.rows:
             return image
         tensor = torch.from_numpy(image)[None, None]
-        resized = F.interpolate(tensor, size=(resampling.model_rows, image.shape[1]), mode="bilinear", align_corners=False)
+        resized = F.interpolate(tensor, size=(resampling.model_rows, image.shape[1]), mode="bilinear",
+                                align_corners=False)
         return resized[0, 0].numpy()
 
     def embedding(self, axis: Axis, index: int) -> ImageEmbedding:

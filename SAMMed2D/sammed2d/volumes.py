@@ -124,7 +124,8 @@ def read_volume(path: str | Path) -> Volume:
     except RuntimeError as error:
         raise ValueError(f"{path} could not be read as a volume: {_first_line(error)}") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar volume")
+        raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "expected a scalar volume")
     if image.GetDimension() != 3:
         raise ValueError(f"{path} is {image.GetDimension()}D; expected a 3D volume")
     return Volume(sitk.GetArrayFromImage(image), Geometry.of(image), str(path))
@@ -221,7 +222,9 @@ def write_labels(labels: np.ndarray, like: Volume, path: str | Path, names: dict
     if path.name.endswith(".seg.nrrd"):
         import slicerio
 
-        voxels = np.ascontiguousarray(np.transpose(labels, (2, 1, 0)).astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16))
+        voxels = np.ascontiguousarray(
+            np.transpose(labels, (2, 1, 0)).astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
+        )
         segments = []
         for value in sorted(int(v) for v in np.unique(labels) if v != 0):
             where = np.nonzero(voxels == value)

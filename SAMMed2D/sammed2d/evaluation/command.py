@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", nargs="+", default=[], help="label values or names to evaluate (default: all)")
     parser.add_argument("--axis", default="K", choices=AXES, help="slice axis of volumes (default: K, axial)")
     parser.add_argument("--preset", default="minmax", choices=PRESETS,
-                        help="intensity mapping per volume, unless the manifest says (default: %(default)s, the paper's)")
+                        help="intensity mapping per volume, unless the manifest says "
+                             "(default: %(default)s, the paper's)")
     parser.add_argument("--modes", nargs="+", default=list(PAPER_MODES), metavar="MODE",
                         help=f"modes or groups ({', '.join(GROUPS)}); modes: {', '.join(ALL_MODES)} "
                              "(default: the paper's)")
@@ -109,12 +110,15 @@ class BenchmarkOutput:
     files: list[Path]
 
 
-def write_outputs(results: BenchmarkResults, settings: BenchmarkSettings, cases: Sequence[Case], out: Path) -> BenchmarkOutput:
+def write_outputs(
+    results: BenchmarkResults, settings: BenchmarkSettings, cases: Sequence[Case], out: Path
+) -> BenchmarkOutput:
     """summary.json, masks.csv, volumes.csv (per case and label), results.md, run.json and the PNG plots."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)
     run = {"engine": __version__, "settings": asdict(settings), "cases": [case.name for case in cases],
-           "encoder": {model: {"seconds": seconds, "slices": count} for model, (seconds, count) in results.encoder.items()}}
+           "encoder": {model: {"seconds": seconds, "slices": count}
+                       for model, (seconds, count) in results.encoder.items()}}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     files = [
         write_summary(summary, out / "summary.json"),
@@ -129,7 +133,9 @@ def write_outputs(results: BenchmarkResults, settings: BenchmarkSettings, cases:
     return BenchmarkOutput(summary, results, files)
 
 
-def benchmark(models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings, out: Path) -> BenchmarkOutput:
+def benchmark(
+    models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings, out: Path
+) -> BenchmarkOutput:
     return write_outputs(run_benchmark(models, cases, settings), settings, cases, out)
 
 

@@ -75,7 +75,9 @@ class Outcome:
     decoder_seconds: float  # every decoder pass that led to this mask
 
 
-def evaluate_modes(segment: Segment, truth: np.ndarray, modes: tuple[str, ...], seed: int, identity: str) -> Iterator[Outcome]:
+def evaluate_modes(
+    segment: Segment, truth: np.ndarray, modes: tuple[str, ...], seed: int, identity: str
+) -> Iterator[Outcome]:
     """Prompt the model for one ground-truth mask in every chosen 2D mode (propagation is volume-level)."""
     shape = truth.shape
     clicks = [mode for mode in CLICK_MODES if mode in modes]
@@ -113,7 +115,9 @@ def _distance(mode: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _iterative_clicks(segment: Segment, truth: np.ndarray, modes: list[str], rng: np.random.Generator) -> Iterator[Outcome]:
+def _iterative_clicks(
+    segment: Segment, truth: np.ndarray, modes: list[str], rng: np.random.Generator
+) -> Iterator[Outcome]:
     """The paper's interactive test: one click, then one error-region click per step, points accumulating,
     the previous low-res result as the mask prompt. Once nothing is wrong, the result stands."""
     last = max(int(mode.removeprefix("clicks")) if mode != "point1" else 1 for mode in modes)

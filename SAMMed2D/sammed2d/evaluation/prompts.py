@@ -53,7 +53,9 @@ def _draw(pixels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarra
     return pixels[rng.choice(len(pixels), size=count, replace=len(pixels) < count)]
 
 
-def shift_points(xy: np.ndarray, distance: tuple[float, float], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def shift_points(
+    xy: np.ndarray, distance: tuple[float, float], shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """Move each point by a length drawn uniformly in [low, high) pixels, in a uniform direction; kept on the slice."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     length = rng.uniform(*distance, size=len(xy))
@@ -63,7 +65,9 @@ def shift_points(xy: np.ndarray, distance: tuple[float, float], shape: tuple[int
     return np.clip(moved, 0, [width, height])
 
 
-def shift_box(box: np.ndarray, distance: tuple[float, float], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def shift_box(
+    box: np.ndarray, distance: tuple[float, float], shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """Move both corners independently (``shift_points``); the result is re-ordered and at least one pixel wide."""
     corners = shift_points(np.asarray(box, dtype=np.float64).reshape(2, 2), distance, shape, rng)
     low, high = corners.min(axis=0), corners.max(axis=0)

@@ -100,7 +100,8 @@ def markdown(summary: Summary) -> str:
     """One table of modes × models (2D Dice, 3D Dice, masks), then one per-label table per model."""
     models = list(summary)
     modes = list(dict.fromkeys(mode for model in models for mode in summary[model]))
-    lines = ["| mode | " + " | ".join(f"{model} Dice | {model} 3D Dice | {model} HD95 mm | n" for model in models) + " |",
+    lines = ["| mode | " + " | ".join(f"{model} Dice | {model} 3D Dice | {model} HD95 mm | n"
+                                      for model in models) + " |",
              "|---|" + "---:|" * (4 * len(models))]
     for mode in modes:
         cells = []

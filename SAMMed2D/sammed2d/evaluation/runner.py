@@ -87,7 +87,9 @@ class BenchmarkResults:
     encoder: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
-def run_benchmark(models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings) -> BenchmarkResults:
+def run_benchmark(
+    models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings
+) -> BenchmarkResults:
     results = BenchmarkResults()
     for entry in models:
         predictor = Predictor(entry.model)
@@ -137,12 +139,14 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
     encoder.record(len(missing), lambda: session.encode_ahead(axis, missing))  # batched where the device gains
     progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:  # a slice evicted from a small cache meanwhile is encoded again, and counted
-        encoder.ensure(lambda: session.is_cached(axis, structure.index), lambda: session.embedding(axis, structure.index))
+        encoder.ensure(lambda: session.is_cached(axis, structure.index),
+                       lambda: session.embedding(axis, structure.index))
 
         def segment(**prompt) -> Prediction:
             return session.segment(axis, structure.index, **prompt)
 
-        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed, _identity(case.name, structure)):
+        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
+                                      _identity(case.name, structure)):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, spacing,
                                            outcome.score, outcome.decoder_seconds))
             slices = predicted.setdefault((outcome.mode, structure.label), {})
@@ -228,7 +232,8 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
             predictor.set_embedding(embedding)
             return predictor.predict(**prompt)
 
-        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed, _identity(case.name, structure)):
+        for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
+                                      _identity(case.name, structure)):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, (1.0, 1.0),
                                            outcome.score, outcome.decoder_seconds))
 

@@ -50,8 +50,8 @@ class Acceleration:
         if self.exact:
             return "exact fp32 (reference arithmetic)"
         parts = [self.precision]
-        parts += [name for name, on in (("channels-last", self.channels_last), ("fused attention", self.fused_attention),
-                                        ("compiled", self.compiled)) if on]
+        parts += [name for name, on in (("channels-last", self.channels_last),
+                                        ("fused attention", self.fused_attention), ("compiled", self.compiled)) if on]
         return ", ".join(parts)
 
 
@@ -180,7 +180,8 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                         help="encoder arithmetic: auto (bf16 where the CPU/GPU has it, else fp16 on CUDA, else fp32), "
                              "exact (the reference fp32 arithmetic), fp32, bf16, fp16 (default: %(default)s)")
-    parser.add_argument("--threads", type=int, help="CPU threads for the model (default: the CPUs this process may use)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for the model (default: the CPUs this process may use)")
 
 
 def configure_threads(threads: int | None = None) -> int:

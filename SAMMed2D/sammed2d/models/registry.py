@@ -48,7 +48,8 @@ class ModelSpec:
     #: drop these checkpoint keys before the strict load (the paper's SAM-Med2D* without adapters)
     ignore_key_part: str | None = None
     embedded_weights: Callable[[], Path] | None = field(default=None, repr=False)
-    #: whether "auto" may pick bf16/fp16: only where masks were shown to agree with fp32 (see Testing/test_acceleration.py)
+    #: whether "auto" may pick bf16/fp16: only where masks were shown to agree with fp32
+    #: (see Testing/test_acceleration.py)
     low_precision_agrees: bool = True
 
 

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, run and recipe options (the model options are the CLI's shared ones)."""
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--case", type=Path, nargs=2, action="append", metavar=("IMAGE", "LABELS"),
-                      help="a volume and its label map or .seg.nrrd (repeatable; split into training/validation by volume)")
+                      help="a volume and its label map or .seg.nrrd "
+                           "(repeatable; split into training/validation by volume)")
     data.add_argument("--json-dataset", type=Path, metavar="DIR_OR_JSON",
                       help="a SAM-Med2D dataset folder (its image2label_train.json) or such a JSON file")
     parser.add_argument("--json-val", type=Path, metavar="DIR_OR_JSON",
@@ -56,17 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="autocast (default: bf16, else fp16, on CUDA; fp32 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default: %(default)s)")
-    parser.add_argument("--init-from-sam", action="store_true", help="--checkpoint holds original SAM weights: convert them")
+    parser.add_argument("--init-from-sam", action="store_true",
+                        help="--checkpoint holds original SAM weights: convert them")
     parser.add_argument("--vit", type=json.loads, metavar="JSON",
                         help='ViT size of a non-standard model, e.g. {"embed_dim": 96, "depth": 4, "num_heads": 4, '
                              '"global_attn_indexes": [1, 3]}')
-    parser.add_argument("--random-weights", action="store_true", help="start from random weights (tests and timing only)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="start from random weights (tests and timing only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def datasets_from_arguments(
     args: argparse.Namespace,
-) -> tuple[datasets.JsonDataset | datasets.VolumeSliceDataset, datasets.JsonDataset | datasets.VolumeSliceDataset | None]:
+) -> tuple[
+    datasets.JsonDataset | datasets.VolumeSliceDataset, datasets.JsonDataset | datasets.VolumeSliceDataset | None
+]:
     """Training and validation sets; volumes are split whole, by ``--val-fraction`` and ``--seed``."""
     if args.json_dataset:
         entries = datasets.read_json_index(_index_file(args.json_dataset, "image2label_train.json"))

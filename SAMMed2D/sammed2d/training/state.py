@@ -24,7 +24,8 @@ BEST = "best.pth"
 
 @dataclass
 class Best:
-    """The best epoch so far: by validation Dice when there is a validation set, else by training loss (the reference)."""
+    """The best epoch so far: by validation Dice when there is a validation set, else by training loss
+    (the reference)."""
 
     metric: Literal["val_dice", "train_loss"]
     value: float = math.nan

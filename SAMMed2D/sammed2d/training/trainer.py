@@ -234,7 +234,8 @@ class _Run:
         last = config.out / state.LAST
         if not config.resume:
             if last.exists():
-                raise ValueError(f"{config.out} already holds a run ({last}); resume it or choose another output folder")
+                raise ValueError(f"{config.out} already holds a run ({last}); "
+                                 "resume it or choose another output folder")
             return None
         resumed = state.read_last(config.out)
         if resumed is None:

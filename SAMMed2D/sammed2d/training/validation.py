@@ -20,11 +20,14 @@ from .datasets import TrainingItem
 from .prompts import box_from_mask
 
 
-def box_dice_sum(network: Sam, spec: ModelSpec, device: torch.device, items: Iterable[TrainingItem]) -> tuple[float, int]:
+def box_dice_sum(
+    network: Sam, spec: ModelSpec, device: torch.device, items: Iterable[TrainingItem]
+) -> tuple[float, int]:
     """Sum of per-mask Dice and the number of masks (summed, so shards from several processes add up)."""
     was_training = network.training
     network.eval()
-    predictor = Predictor(LoadedModel(spec, network, device, None, None, EncoderRunner(network.image_encoder, EXACT, device)))
+    predictor = Predictor(LoadedModel(spec, network, device, None, None,
+                                      EncoderRunner(network.image_encoder, EXACT, device)))
     total, count = 0.0, 0
     try:
         for item in items:
