@@ -107,14 +107,19 @@ class VolumeSession:
         mapping: IntensityMapping,
         cache: EmbeddingCache | None = None,
         model_lock: threading.Lock | None = None,
+        content_id: str | None = None,
     ) -> None:
+        """``content_id`` is the volume's ``wire.volume_id`` when the caller already has it (the server checked
+        it at upload); otherwise it is computed here, which hashes every voxel."""
         self.volume = volume
         self.predictor = predictor
         self.mapping = mapping
         self.cache = cache if cache is not None else EmbeddingCache()
         self.model_lock = model_lock if model_lock is not None else threading.Lock()
-        geometry = volume.geometry
-        self.volume_id = volume_id(volume.array, geometry.spacing, geometry.origin, geometry.direction)
+        if content_id is None:
+            geometry = volume.geometry
+            content_id = volume_id(volume.array, geometry.spacing, geometry.origin, geometry.direction)
+        self.volume_id = content_id
 
     def cache_key(self, axis: Axis, index: int) -> tuple:
         mapping = (self.mapping.preset, self.mapping.low, self.mapping.high)

@@ -137,8 +137,7 @@ class SegmentationService:
             return session
         with client_mistakes():  # fitted outside the lock: a percentile over a large volume takes a while
             mapping = fit_mapping(volume.array, preset)
-        session = VolumeSession(volume, self.predictor, mapping, self.embeddings, self.lock)
-        session.volume_id = given_id  # key the cache by the id clients use (verified at upload)
+        session = VolumeSession(volume, self.predictor, mapping, self.embeddings, self.lock, content_id=given_id)
         with self._sessions_lock:
             session = self._sessions.setdefault((given_id, preset), session)
         if self.volumes.get(given_id) is None:  # evicted meanwhile: do not keep its voxels alive here
