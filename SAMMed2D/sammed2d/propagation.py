@@ -254,10 +254,11 @@ class Propagation:
         image = self.session.volume.slice(self.axis, index)
         previous = recent[-1]
         logits = previous.low_res_logits if settings.use_mask_prompt else None
+        earlier = [result.mask for result in recent[:-1]]
         parts: list[_Part] = []
         reasons: list[str] = []
         for region in _parts(previous.mask, settings.min_area, settings.min_part):
-            region = _widen_by_earlier(region, [result.mask for result in recent[:-1]])
+            region = _widen_by_earlier(region, earlier)
             part, reason = self._follow(index, image, region, logits, key)
             if part is None:
                 reasons.append(reason)
@@ -318,11 +319,10 @@ class Propagation:
             box = _box_with_margin(candidate, settings.box_margin, settings.min_box_margin)
             part = self._segment(index, box, None, None)
             area = int(part.mask.sum())
-            x0, y0, x1, y1 = (int(round(v)) for v in box)
             if (
                 area < settings.min_area or area > key_area or (part.mask & ~taken).sum() * 2 < area
-                or part.score < settings.min_score or _appearance(image, part.mask, key) < settings.min_appearance
-                or part.mask[y0:y1, x0:x1].sum() < settings.min_overlap * area
+                or part.score < settings.min_score
+                or _misplaced(part.mask, _appearance(image, part.mask, key), box, settings)
                 or np.sign(key_contrast) * _contrast(image, part.mask) < min_contrast
                 or not self._continues(index + direction, part, key)
             ):
@@ -426,10 +426,15 @@ def _stop_reason(
         return f"area grew ×{area / previous_area:.1f}"
     if area < settings.min_shrink * previous_area:
         return f"area collapsed to {area / previous_area:.0%}"
+    return _misplaced(mask, appearance, box, settings)
+
+
+def _misplaced(mask: np.ndarray, appearance: float, box: list[float], settings: PropagationSettings) -> str:
+    """Why a non-empty mask is not the structure: it looks unlike the key's, or lies mostly outside its box."""
     if appearance < settings.min_appearance:
         return f"only {appearance:.0%} of the mask looks like the key slice's structure"
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    inside = mask[y0:y1, x0:x1].sum() / area
+    inside = mask[y0:y1, x0:x1].sum() / mask.sum()
     if inside < settings.min_overlap:
         return f"only {inside:.0%} of the mask near the previous one"
     return ""
