@@ -219,9 +219,7 @@ class InteractionCore:
         self.runner.supersede("segment")
         self.writer.save_state_for_undo()
         for index in sorted(writes):
-            view = view_of_index(volume, axis, index)
-            self.writer.modify(slice_labelmap(volume, view, writes[index]), self.write_mode,
-                               slab_extent(volume, axis, index, index))
+            self._write_slice(volume, view_of_index(volume, axis, index), writes[index])
         if new_key is not None and new_key in writes:
             keys[new_key] = _Key(writes[new_key], self._result)
         self._reset_prompts()
@@ -230,6 +228,13 @@ class InteractionCore:
         self._set_status(Status(f"Applied {len(writes)} slice{'s' if len(writes) != 1 else ''} to the segment "
                                 "(one undo step)."))
         return sorted(writes)
+
+    def _write_slice(self, volume, view: SliceView, mask: np.ndarray) -> None:
+        """Replace: clear the segment on the slice, then add the mask (both masked by the editor's settings)."""
+        extent = slab_extent(volume, view.axis, view.index, view.index)
+        if self.write_mode == "replace":
+            self.writer.modify(slice_labelmap(volume, view, np.ones(view.shape, dtype=bool)), "remove", extent)
+        self.writer.modify(slice_labelmap(volume, view, mask), "add", extent)
 
     def key_slices(self, axis: Axis) -> list[int]:
         """The slices of the selected segment the user applied along ``axis``."""

@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+#: how Apply combines a result with the segment on that slice: replace what the segment had there, or add to it
 WriteMode = Literal["replace", "add"]
+#: the two primitive edits a writer performs (the editor's own "set" replaces the whole segment, every slice)
+Edit = Literal["add", "remove"]
 
 
 class SegmentWriter(Protocol):
     def save_state_for_undo(self) -> None:
         """Record the segmentation as it is now, so one undo returns to it."""
 
-    def modify(self, labelmap, mode: WriteMode, extent: Sequence[int]) -> None:
-        """Write ``labelmap`` into the selected segment within ``extent`` (replace or add)."""
+    def modify(self, labelmap, edit: Edit, extent: Sequence[int]) -> None:
+        """Add ``labelmap`` to the selected segment, or remove it from it, within ``extent``."""
 
 
 class EditorLogicWriter:
@@ -31,12 +34,12 @@ class EditorLogicWriter:
     def save_state_for_undo(self) -> None:
         self.logic.SaveStateForUndo()
 
-    def modify(self, labelmap, mode: WriteMode, extent: Sequence[int]) -> None:
+    def modify(self, labelmap, edit: Edit, extent: Sequence[int]) -> None:
         editor_node = self.logic.GetSegmentEditorNode()
         segmentation = editor_node.GetSegmentationNode()
         segment_id = editor_node.GetSelectedSegmentID()
-        modes = {"replace": self.logic.ModificationModeSet, "add": self.logic.ModificationModeAdd}
-        self.logic.ModifySegmentByLabelmap(segmentation, segment_id, labelmap, modes[mode], list(extent), False, False)
+        modes = {"add": self.logic.ModificationModeAdd, "remove": self.logic.ModificationModeRemove}
+        self.logic.ModifySegmentByLabelmap(segmentation, segment_id, labelmap, modes[edit], list(extent), False, False)
 
     def undo(self) -> None:
         self.logic.Undo()
