@@ -50,7 +50,7 @@ class SAMMed2DTraining(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "SAM-Med2D Training"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["SAMMed2D"]
         self.parent.contributors = ["SAMMed2D developers"]
         self.parent.helpText = (
             "Adapter fine-tuning and Dice benchmarking of SAM-Med2D models on your own labelled "

@@ -15,7 +15,9 @@ import pytest
 from conftest import REPO
 
 MODULE_FILES = sorted(
-    path for folder in ("SAMMed2D", "SAMMed2DTraining", "SAMMed2D/SAMMed2DLib") for path in (REPO / folder).glob("*.py")
+    path
+    for folder in ("SAMMed2D", "SAMMed2DTraining", "SAMMed2D/SAMMed2DLib", "SAMMed2D/SegmentEditorSAMMed2DLib")
+    for path in (REPO / folder).glob("*.py")
 )
 
 
@@ -44,13 +46,50 @@ def module_library(monkeypatch):
     return engine
 
 
+def test_interaction_core_imports_no_qt_ctk_scripted_module_or_torch():
+    """The core is shared by the desktop effect and the web page: it may need MRML, never the Qt layer."""
+    code = ("import sys, sammed2d.interaction, sammed2d.interaction.core; "
+            "loaded = {'qt', 'ctk', 'slicer.ScriptedLoadableModule', 'torch'} & set(sys.modules); "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_effect_markers_and_scripting_import_without_qt():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import SegmentEditorSAMMed2DLib.PromptMarkers, "
+            "SAMMed2DLib.scripting, SAMMed2DLib.selfcheck; "
+            "loaded = {'qt', 'ctk', 'slicer.ScriptedLoadableModule', 'torch'} & set(sys.modules); "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code, str(REPO / "SAMMed2D")], check=True)
+
+
+def test_the_effect_is_registered_at_start_up_from_its_file():
+    module = (REPO / "SAMMed2D" / "SAMMed2D.py").read_text()
+    assert 'slicer.app.connect("startupCompleted()", registerEffect)' in module
+    assert (REPO / "SAMMed2D" / "SegmentEditorSAMMed2DLib" / "SegmentEditorEffect.py").is_file()
+    assert (REPO / "SAMMed2D" / "SegmentEditorSAMMed2DLib" / "SegmentEditorEffect.png").is_file()
+    cmake = (REPO / "SAMMed2D" / "CMakeLists.txt").read_text()
+    assert "SegmentEditorSAMMed2DLib/*.py" in cmake and "SegmentEditorSAMMed2DLib/SegmentEditorEffect.png" in cmake
+
+
+def test_module_helpers_import_without_torch_or_qt():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import SAMMed2DLib.connection, SAMMed2DLib.dependencies, "
+            "SAMMed2DLib.engine; loaded = {'torch', 'qt', 'ctk', 'PyTorchUtils'} & set(sys.modules); "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code, str(REPO / "SAMMed2D")], check=True)
+
+
 def test_engine_status_reports_the_shipped_engine(module_library):
     import sammed2d
 
-    assert module_library.engineStatus() == module_library.EngineStatus(sammed2d.__version__, None)
+    status = module_library.engineStatus()
+    assert (status.version, status.error) == (sammed2d.__version__, None)
+    assert status.dependencies is not None and status.dependencies.server_ok
+    assert status.text == f"sammed2d {sammed2d.__version__}\n{status.dependencies.summary()}"
+    assert "local server can run" in status.text
 
 
 def test_engine_status_explains_a_missing_engine(module_library, monkeypatch):
     monkeypatch.setattr(module_library, "ENGINE_PACKAGE", "sammed2d_not_installed")
     status = module_library.engineStatus()
     assert status.version is None and "ModuleNotFoundError" in status.error
+    assert status.text.startswith("The SAM-Med2D engine package 'sammed2d_not_installed' could not be imported")

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO
 
 from .client import Client, Timeouts
@@ -27,8 +27,11 @@ class LocalServer:
     """``with LocalServer(["--model", "litemedsam"]) as server: server.client.segment(...)``."""
 
     def __init__(self, serve_args: Sequence[str] = (), *, python: str = sys.executable, startup_timeout: float = 300.0,
-                 timeouts: Timeouts = Timeouts(), verify: bool | str = True) -> None:
+                 timeouts: Timeouts = Timeouts(), verify: bool | str = True,
+                 environment: Mapping[str, str] | None = None) -> None:
+        """``environment`` adds to (or overrides) this process's environment for the child only."""
         self.serve_args = list(serve_args)
+        self.environment = dict(environment or {})
         self.python = python
         self.startup_timeout = startup_timeout
         self.timeouts = timeouts
@@ -43,7 +46,7 @@ class LocalServer:
 
     def start(self) -> Client:
         command = [self.python, "-m", "sammed2d", "serve", "--host", "127.0.0.1", "--port", "0", *self.serve_args]
-        env = {**os.environ, "SAMMED2D_TOKEN": self.token}
+        env = {**os.environ, **self.environment, "SAMMED2D_TOKEN": self.token}
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True).start()

@@ -154,8 +154,13 @@ class InteractionCore:
         self._set_prompts(replace(prompts, box=box), keep_previous=False)
 
     def prompt_slice(self, axis: Axis, index: int, points: Sequence[Sequence[float]] = (),
-                     labels: Sequence[int] | None = None, box: Sequence[float] | None = None) -> None:
-        """Prompts given in slice pixels of slice ``index`` normal to ``axis`` (scripts; replaces earlier ones)."""
+                     labels: Sequence[int] | None = None, box: Sequence[float] | None = None,
+                     refine: bool = False) -> None:
+        """Prompts in slice pixels of slice ``index`` normal to ``axis`` (scripts and the console).
+
+        They replace earlier prompts; with ``refine`` they are added to the prompts already on that slice
+        and the answer shown is refined (its mask is the model's mask prompt), as more clicks would.
+        """
         volume = self._source_volume()
         view = view_of_index(volume, axis, index)
         point_list = [(float(x), float(y)) for x, y in points]
@@ -164,15 +169,13 @@ class InteractionCore:
             raise InteractionError(f"{len(point_list)} points but {len(label_list)} labels")
         corners = [] if box is None else [(float(box[0]), float(box[1])), (float(box[2]), float(box[3]))]
         self._check_on_slice(view, point_list + corners)
-        self._discard_pending(view)
-        self._marker_points = [pixel_to_ras(volume, view, x, y) for x, y in point_list]
-        self._marker_box = (pixel_to_ras(volume, view, *corners[0]), pixel_to_ras(volume, view, *corners[1])) \
-            if corners else None
-        self._prompts = Prompts(view, tuple(point_list), tuple(label_list),
-                                None if box is None else tuple(float(v) for v in box))  # type: ignore[arg-type]
-        self._prompt_target = self._target()
-        self._result = None
-        self._request_segment(keep_previous=False)
+        prompts = self._prompts_for(view) if refine else self._fresh_prompts(view)
+        self._marker_points += [pixel_to_ras(volume, view, x, y) for x, y in point_list]
+        if corners:
+            self._marker_box = (pixel_to_ras(volume, view, *corners[0]), pixel_to_ras(volume, view, *corners[1]))
+        self._set_prompts(Prompts(view, prompts.points + tuple(point_list), prompts.labels + tuple(label_list),
+                                  tuple(float(v) for v in box) if box is not None else prompts.box),  # type: ignore
+                          keep_previous=refine)
 
     def markers(self) -> Markers:
         prompts = self._prompts
@@ -186,13 +189,24 @@ class InteractionCore:
 
     def cancel(self) -> None:
         """Forget the prompts and the preview (and any answer still on its way); the segment is untouched."""
+        self._drop_pending()
+        self.preview.clear()
+        self._set_status(Status("Cancelled: nothing was written."))
+
+    def pause(self) -> None:
+        """The front-end's tool was switched off: as ``cancel``, and the preview node leaves the scene.
+        Applied key slices stay known for a later propagation."""
+        self._drop_pending()
+        self.preview.remove()
+        self._set_status(Status())
+
+    def _drop_pending(self) -> None:
         self.runner.supersede("segment")
         if self._propagation is not None and self._propagation.running:
-            self.cancel_propagation(keep=False)
+            self._propagation.cancel.set()
+            self.runner.supersede("propagate")
         self._reset_prompts()
-        self.preview.clear()
         self._propagation = None
-        self._set_status(Status("Cancelled: nothing was written."))
 
     # apply
 
@@ -385,6 +399,10 @@ class InteractionCore:
         target = self._target()
         if self._prompts is not None and self._prompts.view == view and self._prompt_target == target:
             return self._prompts
+        return self._fresh_prompts(view)
+
+    def _fresh_prompts(self, view: SliceView) -> Prompts:
+        target = self._target()
         self._discard_pending(view)
         self._prompt_target = target
         return Prompts(view)

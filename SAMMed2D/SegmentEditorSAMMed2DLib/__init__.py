@@ -1,0 +1,1 @@
+"""The "SAM-Med2D" Segment Editor effect (Qt glue over ``sammed2d.interaction``)."""
