@@ -319,3 +319,26 @@ def test_the_result_round_trips_through_seg_nrrd(desk, label, tmp_path):
     names = read.label_names
     tumour_value = next(value for value, name in names.items() if name == "tumour")
     assert np.array_equal(read.array == tumour_value, desk.segment().astype(bool))
+
+
+def test_key_slices_follow_undo_and_edits(desk, label):
+    """A key slice the user undid is no key; one the user edited keeps its edited content through propagation."""
+    desk.drag_box(tight_box(label[TUMOUR_SLICE]))
+    desk.wait()
+    desk.core.apply()
+    desk.writer.undo()
+    assert desk.core.key_slices("K") == []
+    with pytest.raises(InteractionError, match="segmented slice"):
+        desk.core.propagate()
+
+    desk.drag_box(tight_box(label[TUMOUR_SLICE]))
+    desk.wait()
+    desk.core.apply()
+    edited = desk.segment()
+    rows = np.nonzero(edited[TUMOUR_SLICE])[0]
+    edited[TUMOUR_SLICE, : int(rows.mean())] = 0  # the user erased the upper half by hand
+    set_segment_array(desk.segmentation, desk.tumour, desk.volume, edited)
+    desk.core.propagate("increasing")
+    desk.wait()
+    desk.core.apply()
+    assert np.array_equal(desk.segment()[TUMOUR_SLICE], edited[TUMOUR_SLICE])

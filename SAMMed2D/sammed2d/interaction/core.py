@@ -22,7 +22,7 @@ from ..client import BadRequest, Client, PropagatedSlice, SAMMed2DClientError, S
 from ..volumes import Axis
 from .background import BackgroundRunner, Superseded
 from .errors import InteractionError
-from .labelmaps import slab_extent, slice_labelmap
+from .labelmaps import read_segment_slice, slab_extent, slice_labelmap
 from .preview import PreviewLayer
 from .slice_mapping import SliceView, locate_view, pixel_to_ras, ras_to_pixel, view_of_index
 from .uploads import VolumeUploads
@@ -226,7 +226,7 @@ class InteractionCore:
         if self._prompt_target is not None and target != self._prompt_target:
             raise InteractionError("the source volume, segmentation or selected segment changed since the preview "
                                    "was made: Cancel and prompt again")
-        keys = self._keys.setdefault((target, axis), {})
+        keys = self._current_keys(target, axis)
         new_key = self._result_prompts.view.index if self._result is not None and self._result_prompts else None
         writes = {index: mask for index, mask in masks.items() if index not in keys or index == new_key}
         volume = self._source_volume()
@@ -234,8 +234,8 @@ class InteractionCore:
         self.writer.save_state_for_undo()
         for index in sorted(writes):
             self._write_slice(volume, view_of_index(volume, axis, index), writes[index])
-        if new_key is not None and new_key in writes:
-            keys[new_key] = _Key(writes[new_key], self._result)
+        if new_key is not None and new_key in writes:  # the key is what the segment holds there now (masking)
+            keys[new_key] = _Key(self._segment_slice(volume, view_of_index(volume, axis, new_key)), self._result)
         self._reset_prompts()
         self.preview.clear()
         self._propagation = None
@@ -251,8 +251,28 @@ class InteractionCore:
         self.writer.modify(slice_labelmap(volume, view, mask), "add", extent)
 
     def key_slices(self, axis: Axis) -> list[int]:
-        """The slices of the selected segment the user applied along ``axis``."""
-        return sorted(self._keys.get((self._target(), axis), {}))
+        """The slices of the selected segment the user applied along ``axis`` (as they are now)."""
+        return sorted(self._current_keys(self._target(), axis))
+
+    def _current_keys(self, target: Target, axis: Axis) -> dict[int, _Key]:
+        """The key slices, checked against the segment: the user may have undone or edited them since.
+
+        An emptied key slice is no key any more; an edited one keeps being a key with its new content (the
+        model's answer for it no longer matches, so its mask is what propagation is given).
+        """
+        keys = self._keys.setdefault((target, axis), {})
+        volume = self._source_volume()
+        for index in list(keys):
+            now = self._segment_slice(volume, view_of_index(volume, axis, index))
+            if not now.any():
+                del keys[index]
+            elif not np.array_equal(now, keys[index].mask):
+                keys[index] = _Key(now, None)
+        return keys
+
+    def _segment_slice(self, volume, view: SliceView) -> np.ndarray:
+        return read_segment_slice(self.editor_node.GetSegmentationNode(), self.editor_node.GetSelectedSegmentID(),
+                                  volume, view)
 
     # propagation
 
@@ -270,10 +290,10 @@ class InteractionCore:
         if axis is None:
             raise InteractionError("propagation starts from a segmented slice: click or drag a box on the structure "
                                    "on one slice first")
+        current = self._current_keys(target, axis)
         keys: dict[int, SegmentResult | np.ndarray] = {
-            index: key.result if key.result is not None else key.mask
-            for index, key in self._keys.get((target, axis), {}).items()}
-        masks = {index: key.mask for index, key in self._keys.get((target, axis), {}).items()}
+            index: key.result if key.result is not None else key.mask for index, key in current.items()}
+        masks = {index: key.mask for index, key in current.items()}
         pending = self._result if self._result is not None and self.preview.axis == axis else None
         if pending is not None and self._result_prompts is not None:
             keys[self._result_prompts.view.index] = pending

@@ -72,3 +72,35 @@ def slice_labelmap(volume_node, view: SliceView, mask: np.ndarray):
     if tuple(mask.shape) != view.shape:
         raise ValueError(f"a mask of shape {mask.shape} does not fit slice {view.index} ({view.shape})")
     return slab_labelmap(volume_node, view.axis, {view.index: mask})
+
+
+def read_segment_slice(segmentation_node, segment_id: str, volume_node, view: SliceView) -> np.ndarray:
+    """What the segment holds on ``view``'s slice, on the volume's grid, as a 2D bool mask.
+
+    The segment is resampled (nearest neighbour) onto a one-slice image of the volume's geometry, so it
+    reads right whatever geometry the segmentation keeps internally.
+    """
+    import vtk
+    from vtkmodules.util import numpy_support
+
+    import slicer
+
+    segment = slicer.vtkOrientedImageData()
+    if not slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+            segmentation_node, segment_id, segment, False):
+        raise ValueError(f"segment {segment_id!r} has no binary labelmap")
+    reference = slicer.vtkOrientedImageData()
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    reference.SetImageToWorldMatrix(matrix)
+    reference.SetExtent(*slab_extent(volume_node, view.axis, view.index, view.index))
+    reference.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    if segment.IsEmpty():
+        return np.zeros(view.shape, dtype=bool)
+    resampled = slicer.vtkOrientedImageData()
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(segment, reference, resampled)
+    dimensions = [resampled.GetDimensions()[i] for i in range(3)]
+    if dimensions[_DIMENSION_OF_AXIS[view.axis]] != 1 or resampled.GetPointData().GetScalars() is None:
+        return np.zeros(view.shape, dtype=bool)
+    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(dimensions[::-1])
+    return np.squeeze(values, axis=2 - _DIMENSION_OF_AXIS[view.axis]).astype(bool).reshape(view.shape)
