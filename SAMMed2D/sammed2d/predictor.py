@@ -2,7 +2,8 @@
 
 Semantics follow the reference ``SammedPredictor``: prompts in slice pixels (x = column, y = row),
 scaled into the model's input; with multimask output the mask of highest predicted IoU among the
-three is kept; a previous result refines the next through its low-res logits.
+three is kept; a previous result refines the next through its low-res logits. A model trained with
+boxes only answers clicks through boxes around them (``sammed2d.click_search``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import click_search
 from .models.registry import LoadedModel
 
 ArrayLike = np.ndarray | list | tuple
@@ -93,16 +95,44 @@ class Predictor:
         """
         if self.embedding is None:
             raise RuntimeError("no slice is set: call set_image() (or set_embedding()) before predict()")
-        embedding = self.embedding
-        height, width = embedding.original_size
+        height, width = self.embedding.original_size
         spec = self.model.spec
-        device = self.model.device
         coords, labels = _validate_points(points, point_labels, width, height)
         boxes = _validate_boxes(box, width, height)
         mask_prompt = _validate_mask(mask_logits, self.low_res_size)
         if coords is None and boxes is None and mask_prompt is None:
             raise ValueError("empty prompt: give at least one point, a box or a previous mask")
 
+        if spec.clicks_as_boxes and boxes is None and coords is not None and (labels == 1).any():
+            return self._answer_clicks_with_boxes(coords, labels, mask_prompt, multimask_output)
+        return self._decode(coords, labels, boxes, mask_prompt, multimask_output)
+
+    def _answer_clicks_with_boxes(self, coords: np.ndarray, labels: np.ndarray, mask_prompt: np.ndarray | None,
+                                  multimask_output: bool | None) -> Prediction:
+        """Clicks for a model trained with boxes only (see ``sammed2d.click_search``)."""
+        embedding = self.embedding
+        assert embedding is not None
+        previous = None
+        if mask_prompt is not None:
+            logits = self.model.spec.transform.logits_to_original(
+                torch.as_tensor(mask_prompt, dtype=torch.float32)[None, None], embedding.resized_size,
+                embedding.original_size)
+            previous = (logits[0, 0] > self.model.network.mask_threshold).numpy()
+        candidates = click_search.candidate_boxes(coords, labels, embedding.original_size, previous)
+        first = self._decode(None, None, candidates, None, multimask_output)
+        reprompts = click_search.reprompt_boxes(first.masks, candidates, coords, labels)
+        again = self._decode(None, None, reprompts, None, multimask_output)
+        best = click_search.choose(first.masks, again.masks, again.scores, coords, labels)
+        return Prediction(again.masks[best : best + 1], again.scores[best : best + 1],
+                          again.low_res_logits[best : best + 1])
+
+    def _decode(self, coords: np.ndarray | None, labels: np.ndarray | None, boxes: np.ndarray | None,
+                mask_prompt: np.ndarray | None, multimask_output: bool | None) -> Prediction:
+        """One decoder call on the current embedding with validated prompts (one mask per box)."""
+        embedding = self.embedding
+        assert embedding is not None
+        spec = self.model.spec
+        device = self.model.device
         count = 1 if boxes is None else len(boxes)
         point_input = None
         if coords is not None:

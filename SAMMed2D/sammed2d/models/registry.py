@@ -51,6 +51,8 @@ class ModelSpec:
     #: whether "auto" may pick bf16/fp16: only where masks were shown to agree with fp32
     #: (see Testing/test_acceleration.py)
     low_precision_agrees: bool = True
+    #: trained with box prompts only: clicks are answered through boxes around them (``sammed2d.click_search``)
+    clicks_as_boxes: bool = False
 
 
 def _vit_builder(default: ViTConfig, image_size: int, adapters: bool) -> Callable[[ViTConfig | None], Sam]:
@@ -81,6 +83,7 @@ MODELS: dict[str, ModelSpec] = {
             embedded_weights=_litemedsam_weights,
             # its TinyViT amplifies rounding: bf16 moves some masks far (Dice 0.12 vs fp32 on real CT), so auto is fp32
             low_precision_agrees=False,
+            clicks_as_boxes=True,
         ),
         ModelSpec(
             "sam-med2d",
