@@ -15,6 +15,7 @@ import numpy as np
 from . import __version__
 from .intensity import PRESETS, fit_mapping
 from .masks import bounding_box
+from .progress import json_lines
 
 logger = logging.getLogger("sammed2d")
 
@@ -183,7 +184,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Fine-tune on volumes with label maps or on a SAM-Med2D JSON dataset, with the paper's recipe."""
     from .training.command import train_from_arguments
 
-    result = train_from_arguments(args)
+    with json_lines(sys.stdout if args.progress_json else None):
+        result = train_from_arguments(args)
     if result.last is not None:  # the main process reports; the others (under torchrun) stay quiet
         for record in result.epochs:
             dice = "n/a" if record["val_dice"] is None else f"{record['val_dice']:.4f}"
@@ -198,7 +200,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     """Models side by side on the same cases and seeded prompts; writes summary, tables and plots."""
     from .evaluation.command import benchmark_from_arguments
 
-    output = benchmark_from_arguments(args)
+    with json_lines(sys.stdout if args.progress_json else None):
+        output = benchmark_from_arguments(args)
     for model, modes in output.summary.items():
         for mode, entry in modes.items():
             dice_3d = "" if entry["dice_3d_mean"] is None else f", 3D Dice {entry['dice_3d_mean']:.4f}"

@@ -3,16 +3,23 @@
 Slicer keeps geometry as an IJK→RAS matrix; the engine (like SimpleITK and NRRD files) uses LPS,
 so the first two patient axes change sign. A segmentation node becomes a label map on the
 reference volume's grid through Slicer's own export, so overlaps and cropped extents are resolved
-the way Slicer resolves them, and segment names come along.
+the way Slicer resolves them, and segment names come along. A process that cannot see the scene
+(the engine run as a child) gets such a pair as files.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Union
+
 import numpy as np
+import SimpleITK as sitk
 import slicer
 import slicer.util
 import vtk
-from sammed2d.volumes import Geometry, Volume
+from sammed2d.volumes import Geometry, Volume, write_labels
+
+Source = Union[str, Path, object]  # a file path or an MRML node
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -67,6 +74,26 @@ def labelsFromNode(node, reference, segmentationsLogic=None) -> Volume:
 def volumesFromNodes(image, labels, segmentationsLogic=None) -> tuple[Volume, Volume]:
     """A volume node and its segmentation or label map node, as the engine's (image, labels) pair."""
     return volumeFromNode(image), labelsFromNode(labels, image, segmentationsLogic)
+
+
+def isFileCase(image: Source, labels: Source) -> bool:
+    """True for a pair of file paths, False for a pair of nodes; a mix is refused."""
+    files = [isinstance(source, (str, Path)) for source in (image, labels)]
+    if files[0] != files[1]:
+        raise ValueError("give a case as two nodes or as two files, not a mix")
+    return files[0]
+
+
+def writeCaseFiles(image, labels, folder: Path, stem: str, segmentationsLogic=None) -> tuple[Path, Path]:
+    """A volume node and its labels as ``STEM_image.nrrd`` and ``STEM_labels.seg.nrrd`` (segment names kept).
+
+    A copy in LPS geometry, as the engine reads files: later edits of the nodes do not reach a run.
+    """
+    volume, labelMap = volumesFromNodes(image, labels, segmentationsLogic)
+    imagePath = Path(folder) / f"{stem}_image.nrrd"
+    sitk.WriteImage(volume.to_sitk(), str(imagePath), useCompression=True)
+    labelPath = write_labels(labelMap.array, volume, Path(folder) / f"{stem}_labels.seg.nrrd", labelMap.label_names)
+    return imagePath, labelPath
 
 
 def _exportSegmentation(node, reference, segmentationsLogic) -> Volume:

@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
-import SimpleITK as sitk
 from sammed2d.evaluation.cases import VolumeCase, volume_case
 from sammed2d.evaluation.command import BenchmarkOutput, benchmark, load_models
 from sammed2d.evaluation.modes import PAPER_MODES, expand_modes
 from sammed2d.evaluation.runner import BenchmarkModel, BenchmarkSettings
 from sammed2d.training import datasets
 from sammed2d.training.trainer import TrainingConfig, TrainingResult, train
-from sammed2d.volumes import write_labels
 
-from .nodes import volumesFromNodes
+from .nodes import Source, isFileCase, volumesFromNodes, writeCaseFiles
 
-Source = Union[str, Path, object]  # a file path or an MRML node
 CaseInput = tuple[Source, Source]
-
-
-def _isPath(source: Source) -> bool:
-    return isinstance(source, (str, Path))
 
 
 def benchmarkCase(image: Source, labels: Source, preset: str, segmentationsLogic=None) -> VolumeCase:
     """One benchmark case; a node pair is named after the volume node."""
-    if _isPath(image) and _isPath(labels):
+    if isFileCase(image, labels):
         return volume_case(image, labels, preset)
-    if _isPath(image) or _isPath(labels):
-        raise ValueError("give a case as two nodes or as two files, not a mix")
     return VolumeCase(image.GetName(), *volumesFromNodes(image, labels, segmentationsLogic), preset)
 
 
@@ -60,8 +51,9 @@ def benchmarkCases(
         raise ValueError("the benchmark needs at least one case (volume and labels)")
     loaded = [model for model in models if isinstance(model, BenchmarkModel)]
     loaded += load_models([model for model in models if not isinstance(model, BenchmarkModel)], device)
-    settings = BenchmarkSettings(expand_modes(list(modes)), axis, tuple(str(label) for label in labels),  # type: ignore[arg-type]
-                                 minMaskPixels, seed, progress, tuple(slices) if slices else None)
+    settings = BenchmarkSettings(expand_modes(list(modes)), axis,  # type: ignore[arg-type]
+                                 tuple(str(label) for label in labels), minMaskPixels, seed, progress,
+                                 tuple(slices) if slices else None)
     return benchmark(loaded, built, settings, Path(out))
 
 
@@ -92,12 +84,6 @@ def trainCases(
 
 
 def _caseFiles(image: Source, labels: Source, folder: Path, number: int, segmentationsLogic) -> datasets.VolumeCase:
-    if _isPath(image) and _isPath(labels):
+    if isFileCase(image, labels):
         return datasets.VolumeCase(Path(image), Path(labels))
-    if _isPath(image) or _isPath(labels):
-        raise ValueError("give a case as two nodes or as two files, not a mix")
-    volume, labelMap = volumesFromNodes(image, labels, segmentationsLogic)
-    imagePath = folder / f"case{number}_image.nrrd"
-    sitk.WriteImage(volume.to_sitk(), str(imagePath), useCompression=True)
-    labelPath = write_labels(labelMap.array, volume, folder / f"case{number}_labels.seg.nrrd", labelMap.label_names)
-    return datasets.VolumeCase(imagePath, labelPath)
+    return datasets.VolumeCase(*writeCaseFiles(image, labels, folder, f"case{number}", segmentationsLogic))

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="prompt sampling seed (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--progress-json", action="store_true",
+                        help='progress as JSON lines on stdout, {"done": n, "total": m, "stage": "..."} '
+                             "per step, for a program running this command")
 
 
 def parse_model(text: str) -> tuple[str, Path | None]:

@@ -13,12 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from ..intensity import fit_mapping
 from ..metrics import dice, hd95, iou
 from ..models import LoadedModel
 from ..predictor import ImageEmbedding, Prediction, Predictor
+from ..progress import progress_bar
 from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
 from ..training.prompts import EIGHT_CONNECTED, box_from_mask
@@ -137,7 +137,7 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
     predicted: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     missing = [index for index in sorted({s.index for s in structures}) if not session.is_cached(axis, index)]
     encoder.record(len(missing), lambda: session.encode_ahead(axis, missing))  # batched where the device gains
-    progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
+    progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:  # a slice evicted from a small cache meanwhile is encoded again, and counted
         encoder.ensure(lambda: session.is_cached(axis, structure.index),
                        lambda: session.embedding(axis, structure.index))
@@ -216,7 +216,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
     encoder = _Encoder(results, entry.key)
     identity = predictor.model.identity
-    progress = tqdm(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
+    progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:
         cache_key = ("image-set", case.name, structure.index, *identity)
 

@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", action="store_true",
                         help="start from random weights (tests and timing only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--progress-json", action="store_true",
+                        help='progress as JSON lines on stdout, {"done": n, "total": m, "stage": "..."} '
+                             "per step, for a program running this command")
 
 
 def datasets_from_arguments(

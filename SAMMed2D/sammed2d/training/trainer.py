@@ -32,10 +32,10 @@ import torch
 from segment_anything.modeling import Sam
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from ..checkpoints import CheckpointError, apply_state_dict
 from ..models import ViTConfig, get_spec, load_model
+from ..progress import ProgressBar, progress_bar
 from . import distributed, state
 from .datasets import TrainingItem
 from .inputs import prepare_batch
@@ -261,7 +261,7 @@ class _Run:
                   trainable=self.trainable, train_items=len(self.train_set),  # type: ignore[arg-type]
                   val_items=len(self.val_set) if self.val_set is not None else 0,  # type: ignore[arg-type]
                   config=config.to_plain())
-        bar = tqdm(total=config.epochs * len(loader), initial=self.start_epoch * len(loader), unit="batch",
+        bar = progress_bar(total=config.epochs * len(loader), initial=self.start_epoch * len(loader), unit="batch",
                    desc="training", disable=not (processes.is_main and config.progress), dynamic_ncols=True)
         try:
             for epoch in range(self.start_epoch, config.epochs):
@@ -277,7 +277,7 @@ class _Run:
             result.best = config.out / state.BEST if (config.out / state.BEST).exists() else None
         return result
 
-    def _epoch(self, epoch: int, loader: DataLoader, log: RunLog, bar: tqdm) -> dict[str, Any]:
+    def _epoch(self, epoch: int, loader: DataLoader, log: RunLog, bar: ProgressBar) -> dict[str, Any]:
         config, processes = self.config, self.processes
         seeds = np.random.SeedSequence([config.seed, epoch, processes.rank])
         rng = np.random.default_rng(seeds)
