@@ -71,6 +71,31 @@ def test_segment_one_slice_of_a_volume_keeps_its_geometry(tmp_path):
     assert 2 * overlap.sum() / ((mask[k] > 0).sum() + truth[k].sum()) > 0.85
 
 
+def test_segment_reads_a_dicom_folder_as_the_volume_reader_does(tmp_path):
+    """lung2 written as a DICOM series (real CT voxels and geometry) segments as the NRRD does."""
+    volume_path, truth, k, box = lung2_tumour_prompt()
+    source = sitk.ReadImage(str(volume_path))
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for index in range(source.GetSize()[2]):
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        plane = source[:, :, index]
+        plane.SetMetaData("0020|0013", str(index + 1))
+        plane.SetMetaData("0020|0032", "\\".join(map(str, source.TransformIndexToPhysicalPoint((0, 0, index)))))
+        plane.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1")
+        plane.SetMetaData("0008|0060", "CT")
+        writer.SetFileName(str(folder / f"{index:03d}.dcm"))
+        writer.Execute(plane)
+    out = tmp_path / "from_dicom.nrrd"
+    result = run_cli("segment", str(folder), "--slice", str(k), "--preset", "ct-lung", "--box", *box,
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
+    assert mask.shape == truth.shape
+    assert 2 * (mask[k] & truth[k]).sum() / (mask[k].sum() + truth[k].sum()) > 0.85
+
+
 def test_segment_and_propagate_through_a_volume_to_a_seg_nrrd(tmp_path):
     volume_path, truth, k, box = lung2_tumour_prompt()
     out = tmp_path / "tumour.seg.nrrd"

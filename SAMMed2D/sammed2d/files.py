@@ -1,6 +1,7 @@
 """Reading a user's image or volume and writing masks with the same geometry (SimpleITK).
 
-A 2D file (PNG, JPEG, 2D NRRD/NIfTI) is one slice; a 3D file becomes a ``volumes.Volume``.
+A 2D file (PNG, JPEG, 2D NRRD/NIfTI) is one slice; a 3D file, or a folder holding one DICOM series (read
+by ``volumes.read_volume``, so both readers accept the same inputs), is a volume.
 Arrays follow SimpleITK/Slicer order: (K, J, I) = (slice, row, column).
 """
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from .volumes import read_volume, sitk_reason
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,13 @@ def read_image(path: str | Path) -> LoadedImage:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        volume = read_volume(path)
+        return LoadedImage(volume.array, volume.to_sitk(), path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise ValueError(f"{path} could not be read as an image or volume: "
-                         f"{str(error).strip().splitlines()[-1]}") from None
+        raise ValueError(f"{path} could not be read as an image or volume: {sitk_reason(error)}") from None
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = array[..., :3].mean(axis=-1)  # grey slices stored as RGB(A) PNGs

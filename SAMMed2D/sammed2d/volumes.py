@@ -122,7 +122,7 @@ def read_volume(path: str | Path) -> Volume:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise ValueError(f"{path} could not be read as a volume: {_first_line(error)}") from None
+        raise ValueError(f"{path} could not be read as a volume: {sitk_reason(error)}") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                          "expected a scalar volume")
@@ -240,6 +240,7 @@ def write_labels(labels: np.ndarray, like: Volume, path: str | Path, names: dict
     return path
 
 
-def _first_line(error: Exception) -> str:
+def sitk_reason(error: Exception) -> str:
+    """The line of a SimpleITK error that says why: ITK puts it last, after the file and line it came from."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
