@@ -150,3 +150,15 @@ def test_compiled_encoder_serves_every_batch_size_with_its_one_graph():
         expected = eager.encoder(batch)
         torch.testing.assert_close(compiled.encoder(batch), expected, rtol=0, atol=1e-4 * float(expected.abs().max()))
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+def test_compiling_leaves_inductor_settings_of_the_process_alone():
+    """Freezing is in force while our graph compiles and runs, never for other compiled code in the process."""
+    from torch._inductor import config as inductor
+
+    before = (inductor.freezing, inductor.freezing_discard_parameters)
+    torch.manual_seed(0)
+    model = load_model("sam-med2d", vit=ViTConfig(96, 4, 4, (1, 3)), random_weights=True, device="cpu",
+                       precision="fp32", compile=True)
+    model.encoder(torch.randn(1, 3, 256, 256))
+    assert (inductor.freezing, inductor.freezing_discard_parameters) == before == (False, False)

@@ -11,9 +11,7 @@ from .report import Summary
 
 
 def write_plots(summary: Summary, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never a window (headless Slicer, CI)
+    """Figures go straight to PNG through matplotlib's object API (no pyplot, no global backend to set)."""
     written = [_per_mode(summary, folder / "dice_per_mode.png"), _per_label(summary, folder / "dice_per_label.png")]
     clicks = _versus_clicks(summary, folder / "dice_vs_clicks.png")
     return written + ([clicks] if clicks else [])
@@ -36,7 +34,7 @@ def _bars(ax, groups: list[str], series: dict[str, list[float]]) -> None:
 
 
 def _per_mode(summary: Summary, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     modes = list(dict.fromkeys(mode for entries in summary.values() for mode in entries))
     series = {}
@@ -44,17 +42,17 @@ def _per_mode(summary: Summary, path: Path) -> Path:
         series[f"{model} (per mask)"] = [entries.get(mode, {}).get("dice_mean") for mode in modes]
         if any(entry.get("dice_3d_mean") is not None for entry in entries.values()):
             series[f"{model} (3D)"] = [entries.get(mode, {}).get("dice_3d_mean") for mode in modes]
-    figure, ax = plt.subplots(figsize=_size(len(modes), len(series)), layout="constrained")
+    figure = Figure(figsize=_size(len(modes), len(series)), layout="constrained")
+    ax = figure.subplots()
     _bars(ax, modes, series)
     ax.set_title("Dice per prompting mode")
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 
 def _per_label(summary: Summary, path: Path) -> Path:
     """Per-label Dice of the box mode (the paper's headline prompt), else of the first mode run."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     series, labels, shown = {}, [], ""
     for model, entries in summary.items():
@@ -62,18 +60,18 @@ def _per_label(summary: Summary, path: Path) -> Path:
         per_label = entries.get(shown, {}).get("labels", {})
         labels = list(dict.fromkeys(labels + list(per_label)))
         series[model] = per_label
-    figure, ax = plt.subplots(figsize=_size(len(labels), len(series)), layout="constrained")
+    figure = Figure(figsize=_size(len(labels), len(series)), layout="constrained")
+    ax = figure.subplots()
     _bars(ax, labels, {model: [values.get(label, {}).get("dice_mean") for label in labels]
                        for model, values in series.items()})
     ax.set_title(f"Dice per label ({shown} mode)")
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
 
 
 def _versus_clicks(summary: Summary, path: Path) -> Path | None:
     """Iterative clicks (the paper's interactive test) beside one-shot points, per model."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     curves = {}
     for model, entries in summary.items():
@@ -84,7 +82,8 @@ def _versus_clicks(summary: Summary, path: Path) -> Path | None:
                 curves[f"{model} {name}"] = points
     if not curves:
         return None
-    figure, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    figure = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = figure.subplots()
     for name, points in curves.items():
         ax.plot(*zip(*points), marker="o", label=name)
     ax.set_xlabel("clicks")
@@ -94,5 +93,4 @@ def _versus_clicks(summary: Summary, path: Path) -> Path | None:
     ax.legend(fontsize="small")
     ax.set_title("Dice against the number of clicks")
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

@@ -16,7 +16,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ContextManager, Literal
 
 import torch
 from torch import nn
@@ -135,11 +135,6 @@ class EncoderRunner:
         if acceleration.channels_last:
             encoder.to(memory_format=torch.channels_last)
         if acceleration.compiled:
-            # freezing folds the inference-only weights into the graph and pre-packs them for oneDNN; set in
-            # inductor's config, as compile(options=...) left SAM-Med2D 20 % slower here (242 vs 204 ms)
-            torch._inductor.config.freezing = True
-            # the frozen graph holds its own (pre-packed) weights: drop the module's copies, ~0.5 GB for SAM-Med2D
-            torch._inductor.config.freezing_discard_parameters = True
             self._encoder = torch.compile(encoder, dynamic=False)
 
     @torch.inference_mode()
@@ -162,7 +157,7 @@ class EncoderRunner:
         if self.acceleration.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         context = torch.autocast(self.device.type, self._autocast_dtype) if self._autocast_dtype else nullcontext()
-        with context:
+        with context, _compile_settings(self.acceleration.compiled):
             features = self._encoder(images)
         return features.float().contiguous()
 
@@ -206,3 +201,18 @@ def _usable_cpus() -> int:
     except (OSError, ValueError):
         pass  # no cgroup v2 limit readable: affinity is all we know
     return cpus
+
+
+def _compile_settings(compiled: bool) -> ContextManager[object]:
+    """Inductor's settings for our graph, in force only while it runs (compilation happens on the first call).
+
+    Freezing folds the inference-only weights into the graph and pre-packs them for oneDNN (set in inductor's
+    config, as compile(options=...) left SAM-Med2D 20 % slower here, 242 vs 204 ms); the frozen graph holds its
+    own weights, so the module's copies are dropped (~0.5 GB for SAM-Med2D). Patched, not assigned, so other
+    compiled code in the same process (Slicer, a user's script) keeps inductor's defaults.
+    """
+    if not compiled:
+        return nullcontext()
+    from torch._inductor import config as inductor
+
+    return inductor.patch(freezing=True, freezing_discard_parameters=True)
