@@ -578,3 +578,15 @@ def test_a_click_during_a_propagation_waits_for_at_most_one_model_call(lite_serv
     stream.cancel()
     remaining = list(events)
     assert stream.report["cancelled"] and len(remaining) + 1 < 13
+
+
+def test_every_propagation_setting_can_be_set_through_the_api():
+    """The API's options are the engine's settings, field for field, each optional; pairs travel as lists."""
+    from dataclasses import fields
+
+    from sammed2d.server.schemas import PropagationOptions
+
+    assert set(PropagationOptions.model_fields) == {field.name for field in fields(PropagationSettings)}
+    given = PropagationOptions(discover_percentiles=[20, 80], discover_min_size=0.2, discover_min_contrast=0.4,
+                               slice_range=[3, 9]).model_dump(exclude_none=True)
+    PropagationSettings(**{name: tuple(value) if isinstance(value, list) else value for name, value in given.items()})

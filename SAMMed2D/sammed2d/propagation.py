@@ -158,10 +158,6 @@ class Propagation:
         self.keys[index] = SliceResult(mask, score, low_res_logits, index, self._versions, (float(low), float(high)))
         self.results.pop(index, None)
 
-    def remove_key(self, index: int) -> None:
-        del self.keys[index]
-        self._versions += 1
-
     def masks(self) -> dict[int, np.ndarray]:
         """Every segmented slice: keys and propagated ones."""
         combined = {index: result.mask for index, result in self.results.items()}

@@ -94,7 +94,8 @@ class PropagationKey(Strict):
 
 
 class PropagationOptions(Strict):
-    """The subset of ``PropagationSettings`` a client may set; the defaults are the engine's."""
+    """Every field of ``PropagationSettings``, each optional: the defaults are the engine's (a test keeps the
+    two in step)."""
 
     box_margin: float | None = Field(None, ge=0, le=1)
     min_box_margin: float | None = Field(None, ge=0, le=100)
@@ -111,6 +112,11 @@ class PropagationOptions(Strict):
     min_appearance: float | None = Field(None, ge=0, le=1)
     min_part: float | None = Field(None, ge=0, le=1)
     discover_radius: float | None = Field(None, ge=0, le=10, description="0 turns the search for split-off parts off")
+    discover_percentiles: Annotated[list[Annotated[float, Field(ge=0, le=100)]],
+                                    Field(min_length=2, max_length=2)] | None = Field(
+        None, description="intensity percentiles of the key mask that candidate parts must lie within")
+    discover_min_size: float | None = Field(None, ge=0, le=1)
+    discover_min_contrast: float | None = Field(None, ge=0, le=10)
     slice_range: Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]],
                            Field(min_length=2, max_length=2)] | None = None
 

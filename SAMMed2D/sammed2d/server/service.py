@@ -226,8 +226,9 @@ class SegmentationService:
     def start_propagation(self, given_id: str, request: PropagateRequest, emit: Emit) -> PropagationJob:
         session = self.session(given_id, request.preset)
         options = request.settings.model_dump(exclude_none=True)
-        if "slice_range" in options:
-            options["slice_range"] = tuple(options["slice_range"])
+        for pair in ("slice_range", "discover_percentiles"):  # tuples in the engine, lists in JSON
+            if pair in options:
+                options[pair] = tuple(options[pair])
         with client_mistakes():
             propagation = Propagation(session, request.axis, PropagationSettings(**options))
             for key in request.keys:
