@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from conftest import DATA, DEMO, require
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sammed2d", *args], capture_output=True, text=True, timeout=600)
+    """The CLI prints ×, … and – : both sides speak UTF-8 whatever the machine's locale says."""
+    return subprocess.run([sys.executable, "-m", "sammed2d", *args], capture_output=True, encoding="utf-8",
+                          errors="replace", timeout=600, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
 
 
 def test_demo_segments_the_generated_slice_and_writes_files(tmp_path):

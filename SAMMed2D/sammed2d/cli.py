@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .errors import InputError
 from .intensity import PRESETS, fit_mapping
 from .masks import bounding_box
 from .progress import json_lines
@@ -110,11 +112,11 @@ def run_segment(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     points = [(x, y, 1) for x, y in args.point] + [(x, y, 0) for x, y in args.negative]
     if not points and not args.box:
-        raise ValueError("give at least one --box or --point")
+        raise InputError("give at least one --box or --point")
     if args.propagate and not image.is_volume:
-        raise ValueError("--propagate needs a 3D volume")
+        raise InputError("--propagate needs a 3D volume")
     if image.is_volume and args.slice is None:
-        raise ValueError(f"{image.path} is a volume: choose the slice to prompt on with --slice")
+        raise InputError(f"{image.path} is a volume: choose the slice to prompt on with --slice")
     prompt = {
         "points": [(x, y) for x, y, _ in points] if points else None,
         "point_labels": [label for _, _, label in points] if points else None,
@@ -125,7 +127,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if image.is_volume:
         return _segment_volume(args, image, mapping, predictor, prompt, points)
     if args.slice not in (None, 0):
-        raise ValueError(f"{image.path} is a single 2D image; there is no slice {args.slice}")
+        raise InputError(f"{image.path} is a single 2D image; there is no slice {args.slice}")
     slice_u8 = mapping.apply(image.array)
     predictor.set_image(slice_u8)
     prediction = predictor.predict(**prompt)
@@ -156,7 +158,7 @@ def _segment_volume(args, image, mapping, predictor, prompt: dict, points: list)
     summary = f"{int(mask.sum())} pixels on slice {args.slice} along {args.axis}"
     if args.propagate:
         if not mask.any():
-            raise ValueError(f"the prompt found nothing on slice {args.slice}: nothing to propagate")
+            raise InputError(f"the prompt found nothing on slice {args.slice}: nothing to propagate")
         propagation = Propagation(session, args.axis)
         propagation.set_key(args.slice, mask, prediction.low_res_logits[0], float(prediction.scores[0]))
         with tqdm(desc="propagating", unit="slice") as bar:
@@ -218,7 +220,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         if error.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
             raise
-        raise ValueError(f"{error.name} is missing: install the server extra, pip install 'sammed2d[server]'") from None
+        raise InputError(f"{error.name} is missing: install the server extra, pip install 'sammed2d[server]'") from None
     from .server.security import TOKEN_ENV
 
     logging.getLogger().setLevel(args.serve_log_level)
@@ -334,9 +336,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
+    except (InputError, FileNotFoundError, CheckpointError) as error:  # the user's to fix: one line, exit 2
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # ours: the whole traceback for a bug report, then what happened in one line
+        traceback.print_exc()
+        print(f"error: internal failure, {type(error).__name__}: {error} (a bug; the traceback is above)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .volumes import read_volume, sitk_reason
+from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,14 @@ def read_image(path: str | Path) -> LoadedImage:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise ValueError(f"{path} could not be read as an image or volume: {sitk_reason(error)}") from None
+        raise InputError(f"{path} could not be read as an image or volume: {sitk_reason(error)}") from None
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = array[..., :3].mean(axis=-1)  # grey slices stored as RGB(A) PNGs
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim not in (2, 3):
-        raise ValueError(f"{path} has {array.ndim} dimensions; expected a 2D image or a 3D volume")
+        raise InputError(f"{path} has {array.ndim} dimensions; expected a 2D image or a 3D volume")
     return LoadedImage(array, image, path)
 
 

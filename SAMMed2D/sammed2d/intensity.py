@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 import numpy as np
 
+from .errors import InputError
+
 #: CT windows as (level, width) in HU
 CT_WINDOWS: dict[str, tuple[float, float]] = {
     "ct-lung": (-600.0, 1500.0),
@@ -31,7 +33,7 @@ class IntensityMapping:
     def apply(self, values: np.ndarray) -> np.ndarray:
         array = np.asarray(values, dtype=np.float32)
         if not np.isfinite(array).all():
-            raise ValueError("the image contains NaN or infinite values")
+            raise InputError("the image contains NaN or infinite values")
         scale = 255.0 / max(self.high - self.low, 1e-6)
         return np.clip((array - self.low) * scale, 0.0, 255.0)
 
@@ -54,7 +56,7 @@ def fit_mapping(
     """
     if preset.startswith("ct-"):
         if window is None and preset not in CT_WINDOWS:
-            raise ValueError(f"unknown CT window {preset!r}; choose one of {', '.join(CT_WINDOWS)}")
+            raise InputError(f"unknown CT window {preset!r}; choose one of {', '.join(CT_WINDOWS)}")
         level, width = window or CT_WINDOWS[preset]
         return IntensityMapping(preset, level - width / 2, level + width / 2)
     if preset == "identity":
@@ -62,11 +64,11 @@ def fit_mapping(
     array = np.asarray(volume, dtype=np.float32)
     finite = array[np.isfinite(array)]
     if finite.size == 0:
-        raise ValueError("cannot fit an intensity mapping: the image has no finite values")
+        raise InputError("cannot fit an intensity mapping: the image has no finite values")
     if preset == "percentile":
         low, high = np.percentile(finite, percentiles)
     elif preset == "minmax":
         low, high = finite.min(), finite.max()
     else:
-        raise ValueError(f"unknown intensity preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown intensity preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return IntensityMapping(preset, float(low), float(high))

@@ -16,6 +16,7 @@ import torch
 
 from . import click_search
 from .models.registry import LoadedModel
+from .errors import InputError
 
 ArrayLike = np.ndarray | list | tuple
 
@@ -101,7 +102,7 @@ class Predictor:
         boxes = _validate_boxes(box, width, height)
         mask_prompt = _validate_mask(mask_logits, self.low_res_size)
         if coords is None and boxes is None and mask_prompt is None:
-            raise ValueError("empty prompt: give at least one point, a box or a previous mask")
+            raise InputError("empty prompt: give at least one point, a box or a previous mask")
 
         if spec.clicks_as_boxes and boxes is None and coords is not None and (labels == 1).any():
             return self._answer_clicks_with_boxes(coords, labels, mask_prompt, multimask_output)
@@ -190,16 +191,16 @@ def _validate_image(image: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"a slice must be H×W or H×W×3; got shape {np.shape(image)}")
+        raise InputError(f"a slice must be H×W or H×W×3; got shape {np.shape(image)}")
     if min(array.shape[:2]) < 2:
-        raise ValueError(f"the slice is too small to segment: {array.shape[0]}×{array.shape[1]} pixels")
+        raise InputError(f"the slice is too small to segment: {array.shape[0]}×{array.shape[1]} pixels")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"slice pixels must be numeric; got dtype {array.dtype}")
+        raise InputError(f"slice pixels must be numeric; got dtype {array.dtype}")
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
-        raise ValueError("the slice contains NaN or infinite values")
+        raise InputError("the slice contains NaN or infinite values")
     if array.min() < 0 or array.max() > 255:
-        raise ValueError(
+        raise InputError(
             f"slice values must be in 0..255 (got {array.min():g}..{array.max():g}); map intensities first "
             "with a preset from sammed2d.intensity (CT window, percentiles or min-max)"
         )
@@ -210,9 +211,9 @@ def _as_finite(values: ArrayLike, what: str) -> np.ndarray:
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} must be numbers: {error}") from None
+        raise InputError(f"{what} must be numbers: {error}") from None
     if not np.isfinite(array).all():
-        raise ValueError(f"{what} contain NaN or infinite values")
+        raise InputError(f"{what} contain NaN or infinite values")
     return array
 
 
@@ -220,7 +221,7 @@ def _check_inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
     outside = (xy[..., 0] < 0) | (xy[..., 0] > width) | (xy[..., 1] < 0) | (xy[..., 1] > height)
     if outside.any():
         first = xy[outside][0]
-        raise ValueError(
+        raise InputError(
             f"{what} ({first[0]:g}, {first[1]:g}) lies outside the {width}×{height} slice "
             "(x must be in 0..width, y in 0..height)"
         )
@@ -232,17 +233,17 @@ def _validate_points(
     if points is None and labels is None:
         return None, None
     if points is None or labels is None:
-        raise ValueError("points and point_labels must be given together")
+        raise InputError("points and point_labels must be given together")
     coords = _as_finite(points, "points")
     label_array = _as_finite(labels, "point labels")
     if coords.ndim != 2 or coords.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2) as (x, y); got {coords.shape}")
+        raise InputError(f"points must have shape (N, 2) as (x, y); got {coords.shape}")
     if label_array.shape != (coords.shape[0],):
-        raise ValueError(f"point_labels must have shape ({coords.shape[0]},); got {label_array.shape}")
+        raise InputError(f"point_labels must have shape ({coords.shape[0]},); got {label_array.shape}")
     if len(coords) == 0:
         return None, None
     if not np.isin(label_array, (0, 1)).all():
-        raise ValueError(f"point labels must be 1 (include) or 0 (exclude); got {sorted(set(label_array.tolist()))}")
+        raise InputError(f"point labels must be 1 (include) or 0 (exclude); got {sorted(set(label_array.tolist()))}")
     _check_inside(coords, width, height, "point")
     return coords, label_array.astype(np.int64)
 
@@ -254,9 +255,9 @@ def _validate_boxes(box: ArrayLike | None, width: int, height: int) -> np.ndarra
     if boxes.ndim == 1:
         boxes = boxes[None]
     if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
-        raise ValueError(f"a box is (x0, y0, x1, y1); several boxes are (K, 4); got shape {np.shape(box)}")
+        raise InputError(f"a box is (x0, y0, x1, y1); several boxes are (K, 4); got shape {np.shape(box)}")
     if ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
-        raise ValueError("a box needs x1 > x0 and y1 > y0 (corners as x0, y0, x1, y1)")
+        raise InputError("a box needs x1 > x0 and y1 > y0 (corners as x0, y0, x1, y1)")
     _check_inside(boxes.reshape(-1, 2), width, height, "box corner")
     return boxes
 
@@ -268,7 +269,7 @@ def _validate_mask(mask_logits: ArrayLike | None, size: int) -> np.ndarray | Non
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.shape != (size, size):
-        raise ValueError(
+        raise InputError(
             f"mask_logits must be one previous low-res result of shape ({size}, {size}); got {np.shape(mask_logits)}"
         )
     return array

@@ -23,6 +23,7 @@ from scipy import ndimage
 from .masks import bounding_box
 from .session import VolumeSession
 from .volumes import Axis, stack_slices
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ class PropagationSettings:
 
     def __post_init__(self) -> None:
         if self.min_area < 1:
-            raise ValueError("min_area must be at least 1 pixel: an empty mask cannot prompt the next slice")
+            raise InputError("min_area must be at least 1 pixel: an empty mask cannot prompt the next slice")
         if self.refine_passes < 0 or self.box_margin < 0 or self.min_box_margin < 0:
-            raise ValueError("refine_passes and box margins cannot be negative")
+            raise InputError("refine_passes and box margins cannot be negative")
         if self.box_memory < 1:
-            raise ValueError("box_memory must be at least 1: the previous slice prompts the next")
+            raise InputError("box_memory must be at least 1: the previous slice prompts the next")
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class Propagation:
         count = session.volume.slice_count(axis)
         first, last = self.settings.slice_range or (0, count - 1)
         if not 0 <= first <= last < count:
-            raise ValueError(f"slice range {first}..{last} is outside the volume (0..{count - 1} along {axis})")
+            raise InputError(f"slice range {first}..{last} is outside the volume (0..{count - 1} along {axis})")
         self.first, self.last = first, last
 
     def set_key(
@@ -146,13 +147,13 @@ class Propagation:
     ) -> None:
         """Add or replace a key slice (a user's mask, or the model's answer to the user's prompt)."""
         if not self.first <= index <= self.last:
-            raise ValueError(f"key slice {index} lies outside the propagation range {self.first}..{self.last}")
+            raise InputError(f"key slice {index} lies outside the propagation range {self.first}..{self.last}")
         image = self.session.volume.slice(self.axis, index)
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != image.shape:
-            raise ValueError(f"the mask for slice {index} has shape {mask.shape}; the slice is {image.shape}")
+            raise InputError(f"the mask for slice {index} has shape {mask.shape}; the slice is {image.shape}")
         if not mask.any():
-            raise ValueError(f"the key mask on slice {index} is empty")
+            raise InputError(f"the key mask on slice {index} is empty")
         self._versions += 1
         low, high = np.percentile(image[mask], (5, 95))
         self.keys[index] = SliceResult(mask, score, low_res_logits, index, self._versions, (float(low), float(high)))
@@ -173,7 +174,7 @@ class Propagation:
     ) -> PropagationReport:
         """Predict every slice that is missing or depends on a changed key; reuse the rest."""
         if not self.keys:
-            raise ValueError("propagation needs at least one key slice")
+            raise InputError("propagation needs at least one key slice")
         before = dict(self.results), dict(self._stops)
         chains = self._plan()
         planned = {index for chain in chains for index in chain.indices}

@@ -20,6 +20,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
+from .errors import InputError
+
 Axis = Literal["K", "J", "I"]
 AXES: tuple[Axis, ...] = ("K", "J", "I")
 _ARRAY_DIMENSION = {"K": 0, "J": 1, "I": 2}
@@ -73,7 +75,7 @@ class Volume:
         dimension = _axis_dimension(axis)
         size = self.array.shape[dimension]
         if not 0 <= index < size:
-            raise ValueError(f"slice {index} along {axis} is outside the volume (0..{size - 1})")
+            raise InputError(f"slice {index} along {axis} is outside the volume (0..{size - 1})")
         return np.take(self.array, index, axis=dimension)
 
     def slice_count(self, axis: Axis) -> int:
@@ -96,7 +98,7 @@ def _axis_dimension(axis: str) -> int:
     try:
         return _ARRAY_DIMENSION[axis]
     except KeyError:
-        raise ValueError(f"axis must be one of K, J, I; got {axis!r}") from None
+        raise InputError(f"axis must be one of K, J, I; got {axis!r}") from None
 
 
 def stack_slices(slices: dict[int, np.ndarray], axis: Axis, shape: tuple[int, int, int], dtype=np.uint8) -> np.ndarray:
@@ -118,25 +120,25 @@ def read_volume(path: str | Path) -> Volume:
     if path.is_dir():
         return _read_dicom_series(path)
     if path.name.endswith(".seg.nrrd"):
-        raise ValueError(f"{path} is a segmentation; read it with read_labels")
+        raise InputError(f"{path} is a segmentation; read it with read_labels")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise ValueError(f"{path} could not be read as a volume: {sitk_reason(error)}") from None
+        raise InputError(f"{path} could not be read as a volume: {sitk_reason(error)}") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+        raise InputError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                          "expected a scalar volume")
     if image.GetDimension() != 3:
-        raise ValueError(f"{path} is {image.GetDimension()}D; expected a 3D volume")
+        raise InputError(f"{path} is {image.GetDimension()}D; expected a 3D volume")
     return Volume(sitk.GetArrayFromImage(image), Geometry.of(image), str(path))
 
 
 def _read_dicom_series(folder: Path) -> Volume:
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
-        raise ValueError(f"{folder} holds no DICOM series")
+        raise InputError(f"{folder} holds no DICOM series")
     if len(series) > 1:
-        raise ValueError(f"{folder} holds {len(series)} DICOM series ({', '.join(series)}); point to a folder with one")
+        raise InputError(f"{folder} holds {len(series)} DICOM series ({', '.join(series)}); point to a folder with one")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
     image = reader.Execute()
@@ -165,7 +167,7 @@ def _read_label_image(path: Path) -> Volume:
     if not np.issubdtype(volume.array.dtype, np.integer):
         values = volume.array
         if not np.array_equal(values, np.round(values)):
-            raise ValueError(f"{path} is not a label map: it holds non-integer values")
+            raise InputError(f"{path} is not a label map: it holds non-integer values")
         volume = Volume(values.astype(np.int32), volume.geometry, volume.source)
     return volume
 
@@ -206,7 +208,7 @@ def _place_on_grid(labels: Volume, like: Volume) -> Volume:
             full = np.zeros(like.shape, dtype=labels.array.dtype)
             full[offset[2] : end[2], offset[1] : end[1], offset[0] : end[0]] = labels.array
             return Volume(full, like.geometry, labels.source, labels.label_names)
-    raise ValueError(
+    raise InputError(
         f"the labels {labels.source} ({labels.shape[::-1]} voxels, {labels.geometry.describe()}) do not lie on the "
         f"grid of the image {like.source} ({like.shape[::-1]} voxels, {like.geometry.describe()})"
     )
@@ -218,7 +220,7 @@ def write_labels(labels: np.ndarray, like: Volume, path: str | Path, names: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels)
     if labels.shape != like.shape:
-        raise ValueError(f"labels of shape {labels.shape} do not match the volume {like.shape}")
+        raise InputError(f"labels of shape {labels.shape} do not match the volume {like.shape}")
     if path.name.endswith(".seg.nrrd"):
         import slicerio
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .masks import bounding_box
+from .errors import InputError
 
 #: bumped on any incompatible change of routes, fields or encodings
 PROTOCOL_VERSION = 1
@@ -30,7 +31,7 @@ def wire_dtype(dtype: np.dtype | str) -> np.dtype:
     """The little-endian dtype an array of ``dtype`` travels as; refuses types the models cannot take."""
     name = np.dtype(dtype).name
     if name not in DTYPES:
-        raise ValueError(f"dtype {name} is not supported; use one of {', '.join(DTYPES)}")
+        raise InputError(f"dtype {name} is not supported; use one of {', '.join(DTYPES)}")
     return np.dtype(name).newbyteorder("<")
 
 
@@ -86,7 +87,7 @@ def decode_array(data: bytes, shape: Sequence[int], dtype: str, max_bytes: int) 
     """Inverse of ``encode_array``; never inflates more than the declared size (no zip bombs)."""
     dims = [int(v) for v in shape]
     if not dims or any(v < 1 for v in dims):
-        raise ValueError(f"shape must have positive sizes; got {list(shape)}")
+        raise InputError(f"shape must have positive sizes; got {list(shape)}")
     kind = wire_dtype(dtype)
     expected = int(np.prod(dims, dtype=np.int64)) * kind.itemsize
     if expected > max_bytes:
@@ -96,9 +97,9 @@ def decode_array(data: bytes, shape: Sequence[int], dtype: str, max_bytes: int) 
     try:
         raw = inflater.decompress(data, expected + 1)
     except zlib.error as error:
-        raise ValueError(f"the data is not a zlib stream: {error}") from None
+        raise InputError(f"the data is not a zlib stream: {error}") from None
     if len(raw) != expected or not inflater.eof or inflater.unused_data:
-        raise ValueError(
+        raise InputError(
             f"the data does not match shape {dims} and dtype {kind.name}: expected exactly {expected} bytes "
             "in one complete zlib stream"
         )
@@ -118,7 +119,7 @@ def decode_image(fields: Mapping[str, Any], max_bytes: int) -> np.ndarray:
     try:
         data = base64.b64decode(fields["data"], validate=True)
     except (ValueError, TypeError):
-        raise ValueError("image data must be base64") from None
+        raise InputError("image data must be base64") from None
     return decode_array(data, fields["shape"], fields["dtype"], max_bytes)
 
 
@@ -144,17 +145,17 @@ def unpack_crop(packed: Mapping[str, Any]) -> tuple[tuple[int, int, int, int] | 
     if box is None:
         return None, np.zeros((0, 0), dtype=bool)
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(isinstance(v, int) for v in box):
-        raise ValueError(f"a mask box is four integers x0, y0, x1, y1; got {box!r}")
+        raise InputError(f"a mask box is four integers x0, y0, x1, y1; got {box!r}")
     x0, y0, x1, y1 = box
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise ValueError(f"the mask box {list(box)} does not lie inside the {width}×{height} slice")
+        raise InputError(f"the mask box {list(box)} does not lie inside the {width}×{height} slice")
     try:
         bits = np.frombuffer(base64.b64decode(packed.get("bits", ""), validate=True), dtype=np.uint8)
     except (ValueError, TypeError):
-        raise ValueError("mask bits must be base64") from None
+        raise InputError("mask bits must be base64") from None
     count = (y1 - y0) * (x1 - x0)
     if bits.size != (count + 7) // 8:
-        raise ValueError(f"the mask bits hold {bits.size} bytes; a {x1 - x0}×{y1 - y0} box needs {(count + 7) // 8}")
+        raise InputError(f"the mask bits hold {bits.size} bytes; a {x1 - x0}×{y1 - y0} box needs {(count + 7) // 8}")
     crop = np.unpackbits(bits, count=count).reshape(y1 - y0, x1 - x0).astype(bool)
     return (x0, y0, x1, y1), crop
 
@@ -171,5 +172,5 @@ def unpack_mask(packed: Mapping[str, Any]) -> np.ndarray:
 
 def _shape2d(shape: Any) -> tuple[int, int]:
     if not isinstance(shape, (list, tuple)) or len(shape) != 2 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise ValueError(f"a mask shape is two positive integers (rows, columns); got {shape!r}")
+        raise InputError(f"a mask shape is two positive integers (rows, columns); got {shape!r}")
     return int(shape[0]), int(shape[1])

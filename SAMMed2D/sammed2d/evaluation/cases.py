@@ -23,6 +23,7 @@ from ..training.datasets import JsonDataset, JsonEntry, read_json_index
 from ..training.datasets import paper_slice_entries  # the paper's slicing rules, shared with training
 from ..training.prompts import EIGHT_CONNECTED
 from ..volumes import Axis, Volume, read_labels, read_volume
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def volume_case(image: str | Path, labels: str | Path, preset: str, name: str | 
     volume = read_volume(image)
     label_map = read_labels(labels, like=volume)
     if not np.any(label_map.array):
-        raise ValueError(f"{labels} is empty: it labels no voxel")
+        raise InputError(f"{labels} is empty: it labels no voxel")
     return VolumeCase(name or case_name(Path(image)), volume, label_map, preset)
 
 
@@ -131,16 +132,16 @@ def read_manifest(path: str | Path, preset: str) -> list[VolumeCase]:
         try:
             rows = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
+            raise InputError(f"{path} is not valid JSON: {error}") from None
     else:
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
     if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{path} lists no case (expected rows with 'image' and 'labels')")
+        raise InputError(f"{path} lists no case (expected rows with 'image' and 'labels')")
     cases = []
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or not row.get("image") or not row.get("labels"):
-            raise ValueError(f"{path}: case {number} needs 'image' and 'labels'")
+            raise InputError(f"{path}: case {number} needs 'image' and 'labels'")
         cases.append(volume_case(path.parent / row["image"], path.parent / row["labels"],
                                  row.get("preset") or preset, row.get("name") or None))
     return cases

@@ -24,6 +24,7 @@ from .modes import ALL_MODES, GROUPS, PAPER_MODES, expand_modes
 from .plots import write_plots
 from .report import Summary, markdown, summarize, write_csv, write_summary
 from .runner import BenchmarkModel, BenchmarkResults, BenchmarkSettings, MaskRow, VolumeRow, run_benchmark
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def load_models(
         if key in keys:
             key = text
         if key in keys:
-            raise ValueError(f"--model {text} is given twice")
+            raise InputError(f"--model {text} is given twice")
         keys.add(key)
         sized = vit if get_spec(name).vit is not None else None
         models.append(BenchmarkModel(key, load_model(name, checkpoint, device=device, vit=sized, precision=precision)))
@@ -93,11 +94,11 @@ def cases_from_arguments(args: argparse.Namespace) -> list[Case]:
         cases += read_manifest(manifest, args.preset)
     cases += [image_set_case(path) for path in args.json_dataset]
     if not cases:
-        raise ValueError("give cases with --case IMAGE LABELS, --manifest FILE or --json-dataset DIR")
+        raise InputError("give cases with --case IMAGE LABELS, --manifest FILE or --json-dataset DIR")
     names = [case.name for case in cases]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"case names must be unique; {', '.join(duplicates)} appear twice (name them in a manifest)")
+        raise InputError(f"case names must be unique; {', '.join(duplicates)} appear twice (name them in a manifest)")
     return cases
 
 

@@ -19,6 +19,7 @@ from ..masks import bounding_box
 from ..predictor import Prediction
 from ..training.prompts import box_from_mask, error_region_points, init_point_sampling
 from .prompts import huang_points, shift_box, shift_points
+from ..errors import InputError
 
 #: prompt-randomness distances of Huang et al., in pixels
 SHIFTS: tuple[tuple[int, int], ...] = ((0, 10), (10, 20), (20, 30))
@@ -47,7 +48,7 @@ def expand_modes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         elif name in ALL_MODES:
             chosen.add(name)
         else:
-            raise ValueError(f"unknown benchmark mode {name!r}; choose from {', '.join(ALL_MODES)} "
+            raise InputError(f"unknown benchmark mode {name!r}; choose from {', '.join(ALL_MODES)} "
                              f"or the groups {', '.join(GROUPS)}")
     return tuple(mode for mode in ALL_MODES if mode in chosen)
 
@@ -104,7 +105,7 @@ def evaluate_modes(
             points, labels = huang_points(truth, 1, 0, rng)
             prompt["points"], prompt["point_labels"] = shift_points(points, _distance(mode), shape, rng), labels
         else:  # pragma: no cover - expand_modes admits only the catalogue
-            raise ValueError(f"unknown mode {mode!r}")
+            raise InputError(f"unknown mode {mode!r}")
         started = time.perf_counter()
         prediction = segment(**prompt)
         yield Outcome(mode, prediction.masks[0], float(prediction.scores[0]), time.perf_counter() - started)

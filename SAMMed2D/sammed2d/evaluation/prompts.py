@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..masks import bounding_box
+from ..errors import InputError
 
 Points = tuple[np.ndarray, np.ndarray]  # (N, 2) xy and (N,) labels
 
@@ -27,7 +28,7 @@ def huang_points(mask: np.ndarray, positives: int, negatives: int, rng: np.rando
     mask = np.asarray(mask, dtype=bool)
     inside = np.argwhere(mask)
     if not len(inside):
-        raise ValueError("cannot place points on an empty mask")
+        raise InputError("cannot place points on an empty mask")
     centre = np.rint(ndimage.center_of_mass(mask)).astype(int)
     first = [centre] if mask[tuple(centre)] else []
     rest = inside[~np.all(inside == centre, axis=1)] if first else inside

@@ -26,6 +26,7 @@ from ..volumes import Axis, stack_slices
 from .cases import Case, ImageSetCase, Structure, VolumeCase
 from .modes import PROPAGATION_MODES, evaluate_modes, structure_rng
 from .prompts import huang_points
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def _slab(case: VolumeCase, settings: BenchmarkSettings) -> tuple[int, int]:
     last = case.image.slice_count(settings.axis) - 1
     first, end = settings.slices or (0, last)
     if not 0 <= first <= end <= last:
-        raise ValueError(f"slices {first}..{end} are outside {case.name} (0..{last} along {settings.axis})")
+        raise InputError(f"slices {first}..{end} are outside {case.name} (0..{last} along {settings.axis})")
     return first, end
 
 

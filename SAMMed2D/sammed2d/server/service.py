@@ -30,6 +30,7 @@ from .prefetch import Prefetcher
 from .results import ResultStore, StoredResult
 from .schemas import Prompt, PropagateRequest, PropagationKey, SegmentImageRequest, SegmentSliceRequest
 from .store import VolumeStore
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +65,11 @@ class SegmentOutcome:
 
 @contextmanager
 def client_mistakes() -> Iterator[None]:
-    """The engine's ValueErrors describe what the caller gave wrong: answer them with a 400."""
+    """The engine's ``InputError`` says what the caller gave wrong: answer it with a 400. Any other error is
+    ours and goes on to the logged 500."""
     try:
         yield
-    except ValueError as error:
+    except InputError as error:
         raise ApiError(400, "bad_request", str(error)) from None
 
 
@@ -107,7 +109,7 @@ class SegmentationService:
                 raise ApiError(413, "volume_too_large", f"{error}: the server's volume budget "
                                "(--memory-budget) is smaller than this volume") from None
             if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-                raise ValueError("the volume contains NaN or infinite values; replace them before uploading")
+                raise InputError("the volume contains NaN or infinite values; replace them before uploading")
         actual = volume_id(array, metadata.spacing, metadata.origin, metadata.direction)
         if actual != given_id:
             raise ApiError(400, "content_mismatch", f"the data hashes to {actual}, not {given_id}: compute the id with "
@@ -190,7 +192,7 @@ class SegmentationService:
         assert request.image is not None
         shape = request.image.shape
         if len(shape) == 3 and shape[2] != 3:
-            raise ValueError(f"an image is H×W or H×W×3 (RGB); got shape {shape}")
+            raise InputError(f"an image is H×W or H×W×3 (RGB); got shape {shape}")
         try:
             pixels = decode_image(request.image.model_dump(), self.limits.max_image_bytes)
         except OverflowError as error:
@@ -241,7 +243,7 @@ class SegmentationService:
     def _key(self, given_id: str, request: PropagateRequest,
              key: PropagationKey) -> tuple[np.ndarray, np.ndarray | None, float]:
         if (key.handle is None) == (key.mask is None):
-            raise ValueError(f"key slice {key.index}: give either a result handle or a mask, not both or neither")
+            raise InputError(f"key slice {key.index}: give either a result handle or a mask, not both or neither")
         if key.handle is not None:
             stored = self._previous(key.handle, ("volume", given_id, request.preset, request.axis, key.index))
             assert stored is not None
@@ -252,14 +254,14 @@ class SegmentationService:
 def _check_geometry(metadata: VolumeMetadata) -> None:
     wire_dtype(metadata.dtype)
     if len(metadata.shape) != 3:
-        raise ValueError(f"a volume has three dimensions (K, J, I); got shape {list(metadata.shape)}")
+        raise InputError(f"a volume has three dimensions (K, J, I); got shape {list(metadata.shape)}")
     values = {"spacing": metadata.spacing, "origin": metadata.origin, "direction": metadata.direction}
     sizes = {"spacing": 3, "origin": 3, "direction": 9}
     for name, vector in values.items():
         if len(vector) != sizes[name] or not np.isfinite(vector).all():
-            raise ValueError(f"{name} must be {sizes[name]} finite numbers; got {list(vector)}")
+            raise InputError(f"{name} must be {sizes[name]} finite numbers; got {list(vector)}")
     if min(metadata.spacing) <= 0:
-        raise ValueError(f"spacing must be positive; got {list(metadata.spacing)}")
+        raise InputError(f"spacing must be positive; got {list(metadata.spacing)}")
 
 
 def _prompt_arrays(prompt: Prompt, width: int,

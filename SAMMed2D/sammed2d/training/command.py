@@ -15,6 +15,7 @@ from ..models import ViTConfig
 from ..volumes import AXES
 from . import datasets
 from .trainer import PRECISIONS, TRAINABLE, TrainingConfig, TrainingResult, train
+from ..errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +98,7 @@ def vit_from_argument(value: dict | None) -> ViTConfig | None:
     try:
         return ViTConfig(**{**value, "global_attn_indexes": tuple(value["global_attn_indexes"])})
     except (TypeError, KeyError) as error:
-        raise ValueError(f"--vit needs embed_dim, depth, num_heads and global_attn_indexes ({error})") from None
+        raise InputError(f"--vit needs embed_dim, depth, num_heads and global_attn_indexes ({error})") from None
 
 
 def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from ..intensity import fit_mapping
 from ..volumes import AXES, Axis, Volume, read_labels, read_volume
 from .prompts import EIGHT_CONNECTED
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def split_by_group(groups: Sequence[Group], val_fraction: float, seed: int) -> t
     At least one group is held out when ``val_fraction > 0`` and at least one is kept for training.
     """
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"the validation fraction must be in [0, 1); got {val_fraction}")
+        raise InputError(f"the validation fraction must be in [0, 1); got {val_fraction}")
     held_out = round(len(groups) * val_fraction)
     if val_fraction > 0:
         held_out = min(max(held_out, 1), len(groups) - 1)
@@ -205,9 +206,9 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
     ) -> None:
         unknown = [axis for axis in axes if axis not in AXES]
         if unknown or not axes:
-            raise ValueError(f"axes must be some of {', '.join(AXES)}; got {list(axes)}")
+            raise InputError(f"axes must be some of {', '.join(AXES)}; got {list(axes)}")
         if slices is not None and not 0 <= slices[0] <= slices[1]:
-            raise ValueError(f"slices must be FIRST <= LAST, both 0 or more; got {slices}")
+            raise InputError(f"slices must be FIRST <= LAST, both 0 or more; got {slices}")
         self.cases = list(cases)
         self._volumes: list[tuple[Volume, Volume]] = [_load_case(case, preset) for case in self.cases]
         self.entries: list[SliceEntry] = []

@@ -42,6 +42,7 @@ from .inputs import prepare_batch
 from .interaction import InteractionSettings, PromptedSam, run_interaction
 from .runlog import RunLog
 from .validation import box_dice_sum
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +85,18 @@ class TrainingConfig:
                     "masks_per_image": self.masks_per_image}
         for name, value in positive.items():
             if value < 1:
-                raise ValueError(f"{name} must be at least 1; got {value}")
+                raise InputError(f"{name} must be at least 1; got {value}")
         if self.interaction_steps < 0:
-            raise ValueError(f"interaction_steps must be 0 or more; got {self.interaction_steps}")
+            raise InputError(f"interaction_steps must be 0 or more; got {self.interaction_steps}")
         if not self.point_choices or min(self.point_choices) < 1:
-            raise ValueError(f"point_choices must be positive click counts; got {self.point_choices}")
+            raise InputError(f"point_choices must be positive click counts; got {self.point_choices}")
         if self.trainable not in TRAINABLE:
-            raise ValueError(f"trainable must be one of {', '.join(TRAINABLE)}; got {self.trainable!r}")
+            raise InputError(f"trainable must be one of {', '.join(TRAINABLE)}; got {self.trainable!r}")
         if self.trainable == "adapters" and self.interaction_steps:
-            raise ValueError("trainable 'adapters' learns from the first prompt of a batch only (the corrective steps "
+            raise InputError("trainable 'adapters' learns from the first prompt of a batch only (the corrective steps "
                              "reuse detached embeddings and train just the decoder): set interaction_steps to 0")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
 
     def to_plain(self) -> dict[str, Any]:
         """Numbers, strings and lists only: stored in checkpoints and the log."""
@@ -116,7 +117,7 @@ def train(
     """Run (or, with ``config.resume``, continue) a fine-tuning run; under torchrun each process calls this."""
     config.check()
     if len(train_set) == 0:  # type: ignore[arg-type]
-        raise ValueError("the training set is empty")
+        raise InputError("the training set is empty")
     processes = distributed.start(config.device)
     try:
         return _Run(config, processes, train_set, val_set).run()
@@ -130,7 +131,7 @@ def resolve_trainable(network: Sam, trainable: Trainable) -> Trainable:
     if trainable == "auto":
         return "adapters+decoder" if has_adapters else "all-but-encoder"
     if trainable in ("adapters+decoder", "adapters") and not has_adapters:
-        raise ValueError("this model has no adapters to train: use trainable 'all-but-encoder', 'decoder' or 'all'")
+        raise InputError("this model has no adapters to train: use trainable 'all-but-encoder', 'decoder' or 'all'")
     return trainable
 
 
@@ -155,9 +156,9 @@ def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | 
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")
+        raise InputError("fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("this GPU does not support bf16; use fp16 or fp32")
+        raise InputError("this GPU does not support bf16; use fp16 or fp32")
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
@@ -234,7 +235,7 @@ class _Run:
         last = config.out / state.LAST
         if not config.resume:
             if last.exists():
-                raise ValueError(f"{config.out} already holds a run ({last}); "
+                raise InputError(f"{config.out} already holds a run ({last}); "
                                  "resume it or choose another output folder")
             return None
         resumed = state.read_last(config.out)
