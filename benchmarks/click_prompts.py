@@ -58,9 +58,8 @@ def main() -> None:
     print("|---|---:|---|---:|---:|---:|")
     for name in [*names, "all"]:
         for mode in MODES:
-            rows = {model.key: [row for row in results.masks if row.mode == mode and (name == "all" or
-                                                                                      row.case == name)]
-                    for model in models}
+            rows = {model.key: [row for row in results.masks if row.model == model.key and row.mode == mode
+                                and name in ("all", row.case)] for model in models}
             if not rows["click search"]:
                 continue
             old, new = (np.mean([row.dice for row in rows[key]]) for key in ("plain points", "click search"))
