@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # noqa: F401  (first: torch loaded after the web page's Mesa renderer crashes the process)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]

@@ -140,3 +140,23 @@ def test_models_lists_the_registry():
     assert result.returncode == 0
     for name in ("litemedsam", "sam-med2d", "sam-med2d-no-adapter", "sam-vit-b", "sam-vit-l", "sam-vit-h"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("code", [
+    "import sammed2d.client",
+    "from sammed2d import cli\ntry:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass",
+    "from sammed2d import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass",
+])
+def test_the_client_and_the_version_load_no_torch(code):
+    """Slicer's Python imports the client; `sammed2d --version` must answer at once: neither may load torch."""
+    check = f"{code}\nimport sys\nassert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_every_subcommand_still_parses_its_own_options():
+    from sammed2d.cli import SUBCOMMANDS, build_parser
+
+    for name, *_ in SUBCOMMANDS:
+        build_parser(only=name)  # each option builder runs
+    args = build_parser(only="segment").parse_args(["segment", "x.nrrd", "--out", "y.nrrd", "--slice", "3"])
+    assert args.slice == 3 and args.run.__name__ == "run_segment"

@@ -108,6 +108,21 @@ def test_a_tight_box_on_the_tumour_gives_the_tumour(desk, label):
     assert desk.core.key_slices("K") == [TUMOUR_SLICE]
 
 
+def test_the_prompts_on_show_are_given_in_slice_pixels(desk, label):
+    """What a front-end (or a test comparing with the engine) reads back: the box and points the model gets."""
+    assert desk.core.prompts is None
+    box = tight_box(label[TUMOUR_SLICE])
+    desk.drag_box(box)
+    desk.click(box[0] + 5.5, box[1] + 7.5, positive=False)
+    prompts = desk.core.prompts
+    assert prompts is not None and (prompts.view.axis, prompts.view.index) == ("K", TUMOUR_SLICE)
+    assert np.allclose(prompts.box, box, atol=1e-6)
+    assert np.allclose(prompts.points, [(box[0] + 5.5, box[1] + 7.5)], atol=1e-6) and prompts.labels == (0,)
+    desk.wait()
+    desk.core.cancel()
+    assert desk.core.prompts is None
+
+
 def test_a_negative_click_removes_what_it_marks(desk, label):
     box = tight_box(label[TUMOUR_SLICE])
     desk.drag_box([box[0] - 40, box[1] - 40, box[2] + 40, box[3] + 40])  # a loose box takes in more than the tumour

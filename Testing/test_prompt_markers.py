@@ -1,20 +1,19 @@
-"""The effect's prompt markers land where the prompts are on the view (pure VTK, checked headless)."""
+"""The prompt markers both front-ends draw land where the prompts are on the view (pure VTK, checked headless)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import DATA, REPO, require
+from conftest import DATA, require
 from slicer_scene import new_scene
 
 from sammed2d.interaction import Markers, ras_to_xy
 
 
 @pytest.fixture()
-def markers_class(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "SAMMed2D"))
-    from SegmentEditorSAMMed2DLib.PromptMarkers import PromptMarkers
+def markers_class():
+    from sammed2d.interaction.markers import PromptMarkers
 
     return PromptMarkers
 

@@ -55,7 +55,7 @@ def test_interaction_core_imports_no_qt_ctk_scripted_module_or_torch():
 
 
 def test_effect_markers_and_scripting_import_without_qt():
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import SegmentEditorSAMMed2DLib.PromptMarkers, "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import sammed2d.interaction.markers, "
             "SAMMed2DLib.scripting, SAMMed2DLib.selfcheck; "
             "loaded = {'qt', 'ctk', 'slicer.ScriptedLoadableModule', 'torch'} & set(sys.modules); "
             "assert not loaded, loaded")

@@ -18,7 +18,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from sammed2d.intensity import PRESETS
 from sammed2d.interaction import InteractionCore, InteractionError, Status, locate_view, xy_to_ras
-from SegmentEditorSAMMed2DLib.PromptMarkers import PromptMarkers
+from sammed2d.interaction.markers import PromptMarkers
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -264,6 +265,20 @@ def _add_serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
 
 
+def run_web(args: argparse.Namespace) -> int:
+    """Serve the browser page that segments with a model server until interrupted."""
+    import importlib.util
+
+    from .web.options import options_from_arguments
+
+    options = options_from_arguments(args)
+    if importlib.util.find_spec("trame_slicer") is None:
+        raise InputError("trame-slicer is missing: install the web extra, pip install 'sammed2d[web]'")
+    from .web.app import run
+
+    return run(options)
+
+
 def run_models(args: argparse.Namespace) -> int:
     from .models import DEFAULT_MODEL, MODELS
 
@@ -273,19 +288,13 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sammed2d", description="SAM-Med2D interactive medical image segmentation")
-    parser.add_argument("--version", action="version", version=f"sammed2d {__version__}")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    demo = commands.add_parser("demo", help="segment a generated CT slice with the embedded model")
+def _demo_options(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--out", type=Path, default=Path("sammed2d-demo-output"),
                       help="output folder (default: %(default)s)")
     _add_model_arguments(demo)
-    demo.set_defaults(run=run_demo)
 
-    segment = commands.add_parser("segment", help="segment one slice of your image or volume")
+
+def _segment_options(segment: argparse.ArgumentParser) -> None:
     segment.add_argument("image", type=Path, help="PNG/JPEG, NRRD, NIfTI, MHA … (2D image or 3D volume)")
     segment.add_argument("--slice", type=int, help="slice index to prompt on (volumes only)")
     segment.add_argument("--axis", default="K", choices=["K", "J", "I"],
@@ -303,34 +312,61 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", type=Path, required=True, help="mask file (.nrrd, .seg.nrrd, .nii.gz, .png …)")
     segment.add_argument("--overlay", type=Path, help="also write a PNG overlay here")
     _add_model_arguments(segment)
-    segment.set_defaults(run=run_segment)
 
-    from .training.command import add_arguments as add_train_arguments
 
-    training = commands.add_parser(
-        "train", help="fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)"
-    )
-    add_train_arguments(training)
+def _train_options(training: argparse.ArgumentParser) -> None:
+    from .training.command import add_arguments
+
+    add_arguments(training)
     _add_model_arguments(training, inference=False)
-    training.set_defaults(run=run_train)
 
-    from .evaluation.command import add_arguments as add_benchmark_arguments
 
-    bench = commands.add_parser("benchmark", help="Dice, IoU, HD95 and speed of models in the papers' prompting modes")
-    add_benchmark_arguments(bench)
-    bench.set_defaults(run=run_benchmark)
+def _benchmark_options(bench: argparse.ArgumentParser) -> None:
+    from .evaluation.command import add_arguments
 
-    serve = commands.add_parser("serve", help="run the model process Slicer connects to (HTTP API, token required)")
-    _add_serve_arguments(serve)
-    serve.set_defaults(run=run_serve)
+    add_arguments(bench)
 
-    models = commands.add_parser("models", help="list the registry")
-    models.set_defaults(run=run_models)
+
+def _web_options(web: argparse.ArgumentParser) -> None:
+    from .web.options import add_arguments
+
+    add_arguments(web)
+
+
+#: name, help, options, run; a subcommand's options are built only when it is the one run (several import torch)
+SUBCOMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None] | None,
+                         Callable[[argparse.Namespace], int]], ...] = (
+    ("demo", "segment a generated CT slice with the embedded model", _demo_options, run_demo),
+    ("segment", "segment one slice of your image or volume", _segment_options, run_segment),
+    ("train", "fine-tune on your volumes or a SAM-Med2D JSON dataset (the paper's recipe)", _train_options, run_train),
+    ("benchmark", "Dice, IoU, HD95 and speed of models in the papers' prompting modes", _benchmark_options,
+     run_benchmark),
+    ("serve", "run the model process Slicer connects to (HTTP API, token required)", _add_serve_arguments,
+     run_serve),
+    ("web", "segment in the browser: a Slicer-like page (trame-slicer) driving a model server", _web_options,
+     run_web),
+    ("models", "list the registry", None, run_models),
+)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand; with ``only``, the options of that one alone (so ``--version`` loads no torch)."""
+    parser = argparse.ArgumentParser(prog="sammed2d", description="SAM-Med2D interactive medical image segmentation")
+    parser.add_argument("--version", action="version", version=f"sammed2d {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, summary, options, run in SUBCOMMANDS:
+        command = commands.add_parser(name, help=summary)
+        if options is not None and only in (None, name):
+            options(command)
+        command.set_defaults(run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    names = {name for name, *_ in SUBCOMMANDS}
+    args = build_parser(only=next((word for word in words if word in names), "")).parse_args(words)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     from .checkpoints import CheckpointError
 

@@ -187,6 +187,11 @@ class InteractionCore:
     def prompt_view(self) -> SliceView | None:
         return self._prompts.view if self._prompts is not None else None
 
+    @property
+    def prompts(self) -> Prompts | None:
+        """The prompts on show, in slice pixels as the model gets them (None when there are none)."""
+        return self._prompts
+
     def cancel(self) -> None:
         """Forget the prompts and the preview (and any answer still on its way); the segment is untouched."""
         self._drop_pending()

@@ -1,7 +1,8 @@
 """The prompts drawn on a slice view: green crosses for + points, red for − points, a yellow box.
 
-Pure VTK (no Qt), so the drawing is checked headless: the effect adds ``actor`` to each slice widget's
-renderer and calls ``update`` with the view's slice node whenever prompts or the view change.
+Pure VTK (no Qt), shared by both front-ends and checked headless: the desktop effect adds ``actor`` to each
+slice widget's renderer, the web page to each slice view's; both call ``update`` with the view's slice node
+whenever prompts or the view change. Not imported by the package's ``__init__`` (it needs VTK).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Sequence
 
 import vtk
 
-from sammed2d.interaction import Markers, ras_to_xy
+from .core import Markers
+from .slice_mapping import ras_to_xy
 
 _POSITIVE = (0.2, 1.0, 0.2)
 _NEGATIVE = (1.0, 0.25, 0.25)
