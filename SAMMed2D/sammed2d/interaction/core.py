@@ -53,10 +53,6 @@ class Prompts:
     labels: tuple[int, ...] = ()
     box: tuple[float, float, float, float] | None = None
 
-    @property
-    def empty(self) -> bool:
-        return not self.points and self.box is None
-
 
 @dataclass(frozen=True)
 class Status:
