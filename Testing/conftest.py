@@ -34,7 +34,7 @@ def read_demo_slice(name: str, bgr: bool = False) -> np.ndarray:
 def reference_cases() -> list[dict]:
     """The golden cases of the reference code, in file order (empty where the fixtures are absent)."""
     path = REFERENCE / "tiny_cases.json"
-    return json.loads(path.read_text()) if path.exists() else []
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
 
 def reference_output_key(case: dict) -> str:
@@ -72,15 +72,15 @@ def replay_reference_cases(predictor) -> tuple[dict, dict]:
 
 def demo_masks() -> dict[str, str]:
     """All demo masks → their image file name (union of both SAM-Med2D JSON indexes)."""
-    test_index = json.loads((require(DEMO) / "label2image_test.json").read_text())
-    train_index = json.loads((DEMO / "image2label_train.json").read_text())
+    test_index = json.loads((require(DEMO) / "label2image_test.json").read_text(encoding="utf-8"))
+    train_index = json.loads((DEMO / "image2label_train.json").read_text(encoding="utf-8"))
     pairs = {**test_index, **{mask: image for image, masks in train_index.items() for mask in masks}}
     return {Path(mask).name: Path(image).name for mask, image in sorted(pairs.items())}
 
 
 @pytest.fixture(scope="session")
 def reference_config() -> dict:
-    return json.loads((require(REFERENCE) / "tiny_config.json").read_text())
+    return json.loads((require(REFERENCE) / "tiny_config.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

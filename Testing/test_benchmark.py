@@ -63,7 +63,7 @@ def test_oracle_box_on_brain1_reproduces_the_data_readme(litemedsam, tmp_path):
 
 def test_summary_tables_and_plots_are_written(lung2):
     output, out = lung2
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary == output.summary and list(summary) == ["litemedsam"]
     assert set(summary["litemedsam"]) == set(LUNG2_MODES)
     for mode, entry in summary["litemedsam"].items():
@@ -73,19 +73,19 @@ def test_summary_tables_and_plots_are_written(lung2):
         assert list(entry["labels"]) == ["1"] and entry["labels"]["1"]["n"] == 11
         if mode not in PROPAGATION_MODES:
             assert entry["encoder_ms_per_slice"] > 0 and entry["decoder_ms_per_mask"] > 0
-    with (out / "masks.csv").open() as handle:
+    with (out / "masks.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 11 * len(LUNG2_MODES) and {row["case"] for row in rows} == {"lung2_image"}
     box_rows = [row for row in rows if row["mode"] == "box"]
     assert np.mean([float(row["dice"]) for row in box_rows]) == pytest.approx(
         summary["litemedsam"]["box"]["dice_mean"], abs=1e-4)
-    with (out / "volumes.csv").open() as handle:
+    with (out / "volumes.csv").open(encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == len(LUNG2_MODES)
-    table = (out / "results.md").read_text()
+    table = (out / "results.md").read_text(encoding="utf-8")
     assert all(f"| {mode} |" in table for mode in LUNG2_MODES)
     for name in ("dice_per_mode.png", "dice_per_label.png", "dice_vs_clicks.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    run = json.loads((out / "run.json").read_text())
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["encoder"]["litemedsam"]["slices"] >= 11  # the lesion slices, plus those propagation walked into
 
 
@@ -249,14 +249,14 @@ def test_models_modes_and_manifests_parse(tmp_path):
         expand_modes(["boxes"])
     require(PYRADIOMICS)
     (tmp_path / "cases.csv").write_text(f"image,labels,name,preset\n{PYRADIOMICS}/brain2_image.nrrd,"
-                                        f"{PYRADIOMICS}/brain2_label.nrrd,b2,percentile\n")
-    (tmp_path / "cases.json").write_text(json.dumps([{"image": str(PYRADIOMICS / "breast1_image.nrrd"),
-                                                      "labels": str(PYRADIOMICS / "breast1_label.nrrd")}]))
+                                        f"{PYRADIOMICS}/brain2_label.nrrd,b2,percentile\n", encoding="utf-8")
+    listed = [{"image": str(PYRADIOMICS / "breast1_image.nrrd"), "labels": str(PYRADIOMICS / "breast1_label.nrrd")}]
+    (tmp_path / "cases.json").write_text(json.dumps(listed), encoding="utf-8")
     (csv_case,), (json_case,) = (read_manifest(tmp_path / "cases.csv", "minmax"),
                                  read_manifest(tmp_path / "cases.json", "minmax"))
     assert (csv_case.name, csv_case.preset) == ("b2", "percentile")
     assert (json_case.name, json_case.preset) == ("breast1_image", "minmax")
-    (tmp_path / "bad.csv").write_text("image,labels\nnot_here.nrrd,\n")
+    (tmp_path / "bad.csv").write_text("image,labels\nnot_here.nrrd,\n", encoding="utf-8")
     with pytest.raises(ValueError, match="case 1 needs 'image' and 'labels'"):
         read_manifest(tmp_path / "bad.csv", "minmax")
 

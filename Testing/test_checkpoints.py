@@ -56,7 +56,7 @@ def test_state_dict_with_code_instead_of_tensors_is_refused(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.pth"
-    path.write_text("these are not weights")
+    path.write_text("these are not weights", encoding="utf-8")
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         load_model("sam-med2d", path)
 

@@ -25,7 +25,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_demo_segments_the_generated_slice_and_writes_files(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    names = json.loads((tmp_path / "example_ct_labels.json").read_text())
+    names = json.loads((tmp_path / "example_ct_labels.json").read_text(encoding="utf-8"))
     labels = sitk.ReadImage(str(tmp_path / "example_ct_segmentation.nrrd"))
     ct = sitk.ReadImage(str(tmp_path / "example_ct.nrrd"))
     assert labels.GetSize() == ct.GetSize() and labels.GetSpacing() == ct.GetSpacing()

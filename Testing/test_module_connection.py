@@ -198,9 +198,9 @@ def test_slicer_python_is_found_next_to_the_executable_or_in_bin(tmp_path, windo
     executable = tmp_path / "python-real"
     assert slicer_python(str(executable), windows) == str(executable)  # not in Slicer: the Python itself
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / name).write_text("")
+    (tmp_path / "bin" / name).write_text("", encoding="utf-8")
     assert slicer_python(str(executable), windows) == str(tmp_path / "bin" / name)
-    (tmp_path / name).write_text("")
+    (tmp_path / name).write_text("", encoding="utf-8")
     assert slicer_python(str(executable), windows) == str(tmp_path / name)
 
 
@@ -217,5 +217,5 @@ def test_a_child_python_without_the_engine_finds_the_shipped_one(tmp_path, monke
     assert environment["PYTHONPATH"].split(os.pathsep) == [str(ENGINE_FOLDER), str(tmp_path)]
     assert os.environ["PYTHONPATH"] == str(tmp_path), "Slicer's own environment must stay as it was"
     found = subprocess.run([str(bare), "-c", "import sammed2d; print(sammed2d.__file__)"], capture_output=True,
-                           text=True, check=True, cwd=tmp_path, env={**os.environ, **environment}).stdout.strip()
+                           encoding="utf-8", check=True, cwd=tmp_path, env={**os.environ, **environment}).stdout.strip()
     assert found == str(ENGINE_FOLDER / "sammed2d" / "__init__.py")

@@ -67,7 +67,7 @@ class RecordingPyTorchUtils:
 
 
 def test_pins_are_those_of_pyproject():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert list(ENGINE_REQUIREMENTS) == project["dependencies"]
     assert list(SERVER_REQUIREMENTS) == project["optional-dependencies"]["server"]
     assert [str(requirement) for requirement in requirements()] == [*ENGINE_REQUIREMENTS, *SERVER_REQUIREMENTS]

@@ -71,14 +71,14 @@ def test_prediction_matches(replay, outputs, case):
 
 
 def test_full_vit_b_has_reference_keys_and_shapes():
-    expected = json.loads(require(REFERENCE / "vitb_sammed2d_keys.json").read_text())
+    expected = json.loads(require(REFERENCE / "vitb_sammed2d_keys.json").read_text(encoding="utf-8"))
     ours = {key: list(value.shape) for key, value in build_sam_vit(VIT_B, 256, adapters=True).state_dict().items()}
     assert ours == {key: list(shape) for key, shape in expected.items()}
 
 
 def test_sam_to_256_conversion_matches_reference_load_from(tiny_vit):
     expected = load_state_dict_file(require(REFERENCE / "tiny_sam1024_converted_posrel.pth"))
-    skipped = set(json.loads((REFERENCE / "tiny_conversion_reinit_keys.json").read_text()))
+    skipped = set(json.loads((REFERENCE / "tiny_conversion_reinit_keys.json").read_text(encoding="utf-8")))
     plain = load_state_dict_file(REFERENCE / "tiny_sam1024_plain.pth")
     converted = load_model("sam-med2d", REFERENCE / "tiny_sam1024_plain.pth", vit=tiny_vit, init_from_sam=True,
                            precision="exact")
@@ -93,7 +93,7 @@ def test_sam_to_256_conversion_matches_reference_load_from(tiny_vit):
 
 
 def test_conversion_skips_exactly_the_reference_reinit_keys(tiny_vit):
-    expected = json.loads(require(REFERENCE / "tiny_conversion_reinit_keys.json").read_text())
+    expected = json.loads(require(REFERENCE / "tiny_conversion_reinit_keys.json").read_text(encoding="utf-8"))
     plain = load_state_dict_file(REFERENCE / "tiny_sam1024_plain.pth")
     _, skipped = convert_sam_state_dict(plain, build_sam_vit(tiny_vit, 256, adapters=True))
     assert skipped == sorted(expected)

@@ -312,12 +312,12 @@ def test_refuses_a_public_bind_without_an_explicit_token():
     env = {key: value for key, value in os.environ.items() if key != "SAMMED2D_TOKEN"}
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "sammed2d", "serve", "--host", "0.0.0.0", "--port", "0", *TINY],
-                            capture_output=True, text=True, timeout=120, env=env)
+                            capture_output=True, encoding="utf-8", timeout=120, env=env)
     assert result.returncode != 0
     assert "refusing to listen on 0.0.0.0 without an explicit token" in result.stderr
     assert "listening on" not in result.stdout and time.monotonic() - started < 60
     short = subprocess.run([sys.executable, "-m", "sammed2d", "serve", "--token", "short", *TINY],
-                           capture_output=True, text=True, timeout=120, env=env)
+                           capture_output=True, encoding="utf-8", timeout=120, env=env)
     assert short.returncode != 0 and "at least 16" in short.stderr
 
 
@@ -477,7 +477,7 @@ def test_protocol_mismatch_says_what_to_upgrade(tiny_server, monkeypatch, versio
 def test_client_imports_no_torch():
     code = ("import sys, sammed2d.client; heavy = {'torch', 'scipy', 'SimpleITK', 'fastapi', 'pydantic', 'uvicorn'}; "
             "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
 
 

@@ -27,10 +27,10 @@ def test_module_file_compiles(path, tmp_path):
 
 
 def test_modules_are_declared_in_cmake():
-    top = (REPO / "CMakeLists.txt").read_text()
+    top = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "add_subdirectory(SAMMed2D)" in top and "add_subdirectory(SAMMed2DTraining)" in top
     for folder in ("SAMMed2D", "SAMMed2DTraining"):
-        assert "${MODULE_NAME}.py" in (REPO / folder / "CMakeLists.txt").read_text()
+        assert "${MODULE_NAME}.py" in (REPO / folder / "CMakeLists.txt").read_text(encoding="utf-8")
 
 
 def test_engine_package_and_intensity_import_without_torch():
@@ -63,11 +63,11 @@ def test_effect_markers_and_scripting_import_without_qt():
 
 
 def test_the_effect_is_registered_at_start_up_from_its_file():
-    module = (REPO / "SAMMed2D" / "SAMMed2D.py").read_text()
+    module = (REPO / "SAMMed2D" / "SAMMed2D.py").read_text(encoding="utf-8")
     assert 'slicer.app.connect("startupCompleted()", registerEffect)' in module
     assert (REPO / "SAMMed2D" / "SegmentEditorSAMMed2DLib" / "SegmentEditorEffect.py").is_file()
     assert (REPO / "SAMMed2D" / "SegmentEditorSAMMed2DLib" / "SegmentEditorEffect.png").is_file()
-    cmake = (REPO / "SAMMed2D" / "CMakeLists.txt").read_text()
+    cmake = (REPO / "SAMMed2D" / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "SegmentEditorSAMMed2DLib/*.py" in cmake and "SegmentEditorSAMMed2DLib/SegmentEditorEffect.png" in cmake
 
 

@@ -145,7 +145,7 @@ def write_json_set(root: Path, mask: np.ndarray, *, list_missing: bool = False) 
     write_png(folder / "masks" / "a_organ_000.png", mask)
     masks = ["data_demo/masks/a_organ_000.png"] + (["data_demo/masks/a_gone_000.png"] if list_missing else [])
     index = folder / "image2label_train.json"
-    index.write_text(json.dumps({"data_demo/images/a.png": masks}))
+    index.write_text(json.dumps({"data_demo/images/a.png": masks}), encoding="utf-8")
     return index
 
 
@@ -365,7 +365,7 @@ def cli_train(out: Path, *extra: str) -> list[str]:
 
 
 def read_log(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_run_killed_mid_epoch_resumes_exactly(tmp_path):
@@ -385,14 +385,14 @@ def test_run_killed_mid_epoch_resumes_exactly(tmp_path):
     assert epochs_done == [1], "the kill must land inside epoch 2"
     assert torch.load(killed / "last.pth", weights_only=True)["epoch"] == 1
 
-    resumed = subprocess.run(cli_train(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cli_train(killed, "--resume"), env=env, capture_output=True, encoding="utf-8", timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     log = read_log(killed)
     assert [record["epoch"] for record in log if record["event"] == "resume"] == [1]
     assert [record["epoch"] for record in log if record["event"] == "epoch"] == [1, 2, 3]
     assert [record["lr"] for record in log if record["event"] == "epoch"] == [1e-4, 1e-4, 5e-5]
 
-    uninterrupted = subprocess.run(cli_train(reference), env=env, capture_output=True, text=True, timeout=600)
+    uninterrupted = subprocess.run(cli_train(reference), env=env, capture_output=True, encoding="utf-8", timeout=600)
     assert uninterrupted.returncode == 0, uninterrupted.stderr
     final, expected = (torch.load(out / "last.pth", weights_only=True) for out in (killed, reference))
     assert final["epoch"] == expected["epoch"] == 3
@@ -423,14 +423,14 @@ digest = hashlib.sha256(b"".join(state[key].numpy().tobytes() for key in sorted(
 def test_two_process_cpu_ddp_run_writes_one_checkpoint(tmp_path):
     require(DEMO)
     script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(script), str(out), str(DEMO)]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(command, capture_output=True, encoding="utf-8", timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     # each process trained on its own images; identical weights show the gradients were averaged
-    digests = {path.read_text() for path in out.glob("weights-rank*.sha256")}
+    digests = {path.read_text(encoding="utf-8") for path in out.glob("weights-rank*.sha256")}
     assert len(list(out.glob("weights-rank*.sha256"))) == 2 and len(digests) == 1
     assert sorted(path.name for path in out.glob("*.pth")) == ["best.pth", "last.pth"]
     log = read_log(out)

@@ -97,7 +97,7 @@ def test_benchmark_child_on_files(tmp_path):
     assert (run.state, run.returncode, run.error) == ("finished", 0, None), "\n".join(run.log_lines())
     assert seen[-1] == Progress(3, 3, "litemedsam lung2_image")
     assert any(0 < progress.done < progress.total for progress in seen)  # steps arrive while the child works
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert summary["litemedsam"]["box"]["n"] == 3 and summary["litemedsam"]["box"]["dice_mean"] > 0.9
     log = run.log_lines()
     assert any(line.startswith("litemedsam box: Dice") for line in log)
@@ -119,7 +119,7 @@ def test_training_child_on_nodes(tmp_path):
     assert run.state == "finished", "\n".join(run.log_lines())
     assert seen[-1] == Progress(2, 2, "training")
     assert (tmp_path / "run" / "last.pth").is_file()
-    records = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [record["epoch"] for record in records if record["event"] == "epoch"] == [1]
     assert sum(record["images"] for record in records if record["event"] == "step") == 2
     assert any(line.startswith("epoch 1: train loss") for line in run.log_lines())
@@ -148,7 +148,8 @@ def test_cancelled_training_ends_cancelled_and_its_process_is_gone(tmp_path):
 def test_a_child_that_ignores_terminate_is_killed(tmp_path):
     marker = tmp_path / "ignoring"
     (tmp_path / "sitecustomize.py").write_text(
-        f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nopen({str(marker)!r}, 'w').close()\n")
+        f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nopen({str(marker)!r}, 'w').close()\n",
+        encoding="utf-8")
     run = ChildRun("benchmark", ["--out", str(tmp_path / "out")], kill_after=1.0,
                    environment={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "SAMMed2D")])})
     deadline = time.monotonic() + 60

@@ -119,7 +119,7 @@ def test_benchmark_on_nodes_matches_the_engine_on_files(scene, litemedsam, tmp_p
     print(f"lung2 slices 19-23, box: Dice {node_box['dice_mean']:.4f}, "
           f"3D Dice over the slab {node_box['dice_3d_mean']:.4f}")
     assert node_box["dice_3d_mean"] > 0.9
-    assert json.loads((tmp_path / "nodes" / "summary.json").read_text()) == nodes.summary
+    assert json.loads((tmp_path / "nodes" / "summary.json").read_text(encoding="utf-8")) == nodes.summary
 
 
 def test_training_on_nodes(scene, tmp_path):
@@ -130,7 +130,7 @@ def test_training_on_nodes(scene, tmp_path):
     result = trainCases([(image, segmentation)], config, valFraction=0, preset="percentile",
                         segmentationsLogic=scene.segmentations)
     assert result.last == tmp_path / "run" / "last.pth" and result.last.is_file()
-    steps = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    steps = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [record["epoch"] for record in steps if record["event"] == "epoch"] == [1]
     assert sum(record["images"] for record in steps if record["event"] == "step") == 2  # brain2's 2 masks ≥ 100 px
 
@@ -152,5 +152,5 @@ def test_headless_command_line(tmp_path, capsys):
     status = runCommandLine(["benchmark", "--json-dataset", str(require(DEMO)), "--labels", "liver", "--modes", "box",
                              "--device", "cpu", "--no-progress", "--out", str(out)])
     assert status == 0, capsys.readouterr().err
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["litemedsam"]["box"]["n"] == 1 and summary["litemedsam"]["box"]["dice_mean"] > 0.7

@@ -35,7 +35,7 @@ def children(pid: int) -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int((entry / "stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[1])
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, IndexError, ValueError):
             continue
@@ -47,7 +47,7 @@ def children(pid: int) -> dict[int, str]:
 def test_the_command_serves_the_page_and_a_terminated_page_stops_its_model_server():
     command = [sys.executable, "-m", "sammed2d", "web", str(require(BRAIN1)), "--port", "0", "--threads", "1",
                "--no-compile"]
-    page = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    page = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, encoding="utf-8")
     try:
         line = page.stdout.readline()
         assert "SAM-Med2D web page at http://127.0.0.1:" in line, line

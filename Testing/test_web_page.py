@@ -258,7 +258,7 @@ def test_uploads_are_checked_and_opened(web, page, tmp_path):
                            "document.querySelector('#error').innerText.includes('too large')")
 
     not_an_image = tmp_path / "notes.nrrd"
-    not_an_image.write_text("these are notes, not voxels")
+    not_an_image.write_text("these are notes, not voxels", encoding="utf-8")
     page.set_input_files("#upload", str(not_an_image))
     page.wait_for_function("document.querySelector('#error').innerText.includes('not opened')")
     volumes = web.state("volumes")

@@ -36,7 +36,7 @@ MAX_UPLOAD = 1 << 20
 def web_command(*args: str) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key not in (PASSWORD_ENV, TOKEN_ENV)}
     return subprocess.run([sys.executable, "-m", "sammed2d", "web", str(require(LUNG2)), *args], env=environment,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, encoding="utf-8", timeout=120)
 
 
 def test_a_network_address_needs_a_password():

@@ -63,7 +63,7 @@ def real_slices() -> list[tuple[np.ndarray, list[np.ndarray]]]:
         image = fit_mapping(example.hounsfield, "ct-soft-tissue").apply(example.hounsfield)
         return [(image, list(example.organs.values()))]
     by_image: dict[str, list[str]] = {}
-    for mask, image in json.loads(index.read_text()).items():
+    for mask, image in json.loads(index.read_text(encoding="utf-8")).items():
         by_image.setdefault(Path(image).name, []).append(Path(mask).name)
     return [(np.asarray(Image.open(DEMO / "images" / image).convert("RGB")),
              [np.asarray(Image.open(DEMO / "masks" / mask)) > 0 for mask in masks])
@@ -83,7 +83,7 @@ def median_ms(function, repeats: int) -> float:
 def memory_mb(field: str, pid: int | str = "self") -> float:
     """A /proc status figure: VmHWM is a process image's own peak (getrusage's maxrss carries the parent's
     peak across exec), VmRSS what it holds now."""
-    status = Path(f"/proc/{pid}/status").read_text()
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:")) / 1024
 
 
@@ -209,7 +209,7 @@ def main() -> None:
                 continue  # shown only where auto declines bf16, to say why
             command = [sys.executable, __file__, "--child", model_name, key, "--repeats", str(args.repeats),
                        "--threads", str(threads)]
-            child = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+            child = subprocess.run(command, stdout=subprocess.PIPE, encoding="utf-8", check=True)
             row = json.loads(child.stdout.splitlines()[-1])
             exact_ms = row["encoder_ms"] if key == "exact" else exact_ms
             speedup = f"{exact_ms / row['encoder_ms']:.1f}" if exact_ms else ""

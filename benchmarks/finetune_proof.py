@@ -100,13 +100,13 @@ def held_out_manifest(out: Path) -> Path:
         for name, preset in HELD_OUT_VOLUMES
     ]
     path = out / "held_out.csv"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def side_by_side(summary_file: Path, title: str, labels: Sequence[str]) -> str:
     """Markdown: Dice per mask (and 3D Dice on volumes) per mode, the run's models under ``labels``, and n."""
-    summary = json.loads(summary_file.read_text())
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
     models = list(summary)
     modes = list(summary[models[0]])
     header = f"| mode | {' | '.join(labels)} | n |"
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.experiments:
         sections += EXPERIMENTS[name](args.out)
     report = "\n\n".join(sections) + "\n"
-    (args.out / "proof.md").write_text(report)
+    (args.out / "proof.md").write_text(report, encoding="utf-8")
     logger.info("%s", report)
     return 0
 

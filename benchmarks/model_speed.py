@@ -73,7 +73,7 @@ print(statistics.median(samples[1:]))
 def reference_encoder_ms(repo: Path, repeats: int) -> float:
     code = REFERENCE_TIMING.format(threads=torch.get_num_threads(), repeats=repeats)
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(repo)},
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, encoding="utf-8", check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
 

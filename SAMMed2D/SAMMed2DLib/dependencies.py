@@ -183,7 +183,7 @@ _PROBE = "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')"
 def probe_device(python: str = sys.executable, timeout: float = 120.0) -> DeviceProbe:
     """Ask a child Python (the one that will run the server) which device torch sees; seconds, so not on a UI thread."""
     try:
-        done = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run([python, "-c", _PROBE], capture_output=True, encoding="utf-8", timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return DeviceProbe(None, f"importing torch took longer than {timeout:g} s")

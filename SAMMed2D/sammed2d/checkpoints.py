@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
@@ -40,7 +42,7 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A file that cannot be used as weights for the requested model; the message says why."""
 
 

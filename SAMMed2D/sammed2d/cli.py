@@ -90,7 +90,8 @@ def run_demo(args: argparse.Namespace) -> int:
         box_text = " ".join(f"{v:.0f}" for v in box)
         print(f"{label:>5}  {name:<13} {box_text:<22} {score:6.2f} {dice(mask, example.organs[name]):13.3f}")
     seg_path = write_mask(labels, read_image(image_path), out / "example_ct_segmentation.nrrd")
-    (out / "example_ct_labels.json").write_text(json.dumps({str(i): n for i, n in enumerate(names, start=1)}, indent=1))
+    labels_json = json.dumps({str(i): n for i, n in enumerate(names, start=1)}, indent=1)
+    (out / "example_ct_labels.json").write_text(labels_json, encoding="utf-8")
     overlay_path = save_overlay(
         slice_u8.astype(np.uint8), dict(zip(names, prediction.masks)), out / "example_ct_overlay.png",
         boxes=boxes.tolist(), title=f"{predictor.model.name}: one box per organ",

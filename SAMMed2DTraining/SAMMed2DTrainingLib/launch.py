@@ -75,7 +75,7 @@ def startBenchmark(
             name = _unique(image.GetName(), {entry["name"] for entry in manifest})
             manifest.append({"name": name, "image": str(imagePath), "labels": str(labelPath)})
         if manifest:
-            (folder / "cases.json").write_text(json.dumps(manifest, indent=1))
+            (folder / "cases.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             files += ["--manifest", str(folder / "cases.json")]
         return files
 

@@ -48,7 +48,7 @@ class LocalServer:
         command = [self.python, "-m", "sammed2d", "serve", "--host", "127.0.0.1", "--port", "0", *self.serve_args]
         env = {**os.environ, **self.environment, "SAMMED2D_TOKEN": self.token}
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=env)
+                                        stderr=subprocess.PIPE, encoding="utf-8", env=env)
         threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self.process.stderr,), daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout

@@ -130,11 +130,11 @@ def read_manifest(path: str | Path, preset: str) -> list[VolumeCase]:
         raise FileNotFoundError(f"the manifest {path} does not exist")
     if path.suffix.lower() == ".json":
         try:
-            rows = json.loads(path.read_text())
+            rows = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise InputError(f"{path} is not valid JSON: {error}") from None
     else:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     if not isinstance(rows, list) or not rows:
         raise InputError(f"{path} lists no case (expected rows with 'image' and 'labels')")

@@ -123,14 +123,14 @@ def write_outputs(
     run = {"engine": __version__, "settings": asdict(settings), "cases": [case.name for case in cases],
            "encoder": {model: {"seconds": seconds, "slices": count}
                        for model, (seconds, count) in results.encoder.items()}}
-    (out / "run.json").write_text(json.dumps(run, indent=1))
+    (out / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
     files = [
         write_summary(summary, out / "summary.json"),
         write_csv(results.masks, MaskRow, out / "masks.csv"),
         write_csv(results.volumes, VolumeRow, out / "volumes.csv"),
         out / "run.json",
     ]
-    (out / "results.md").write_text(markdown(summary))
+    (out / "results.md").write_text(markdown(summary), encoding="utf-8")
     files.append(out / "results.md")
     files += write_plots(summary, out)
     logger.info("benchmark results written to %s", out)

@@ -84,7 +84,7 @@ def _round(value: float | None) -> float | None:
 
 
 def write_csv(rows: list[MaskRow] | list[VolumeRow], row_type: type, path: Path) -> Path:
-    with path.open("w", newline="") as handle:
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(row_type)])
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
@@ -92,7 +92,7 @@ def write_csv(rows: list[MaskRow] | list[VolumeRow], row_type: type, path: Path)
 
 
 def write_summary(summary: Summary, path: Path) -> Path:
-    path.write_text(json.dumps(summary, indent=1, allow_nan=False))
+    path.write_text(json.dumps(summary, indent=1, allow_nan=False), encoding="utf-8")
     return path
 
 

@@ -196,7 +196,7 @@ def configure_threads(threads: int | None = None) -> int:
 def _usable_cpus() -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text(encoding="utf-8").split()[:2]
         if quota != "max":
             cpus = min(cpus, max(1, int(int(quota) / int(period))))
     except (OSError, ValueError):

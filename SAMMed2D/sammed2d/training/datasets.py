@@ -29,7 +29,7 @@ MASK_AREA_SIZE = 256
 Group = TypeVar("Group")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """Unusable training data; the message names the file and what is wrong with it."""
 
 
@@ -79,7 +79,7 @@ def read_json_index(path: str | Path) -> list[JsonEntry]:
     if not path.is_file():
         raise DatasetError(f"{path} does not exist")
     try:
-        index = json.loads(path.read_text())
+        index = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(index, dict) or not index:
