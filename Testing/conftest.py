@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,13 @@ SHARED = Path(os.environ.get("SAMMED2D_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 DEMO = DATA / "sammed2d-demo"
 REFERENCE = Path(os.environ.get("SAMMED2D_REFERENCE_FIXTURES", SHARED / "fixtures" / "sammed2d-reference"))
+
+
+def put_slicer_modules_on_path() -> None:
+    """Slicer puts every module folder on ``sys.path``; the modules' Qt-free libraries import each other so."""
+    for folder in ("SAMMed2DTraining", "SAMMed2D"):
+        if str(REPO / folder) not in sys.path:
+            sys.path.insert(0, str(REPO / folder))
 
 
 def require(path: Path) -> Path:

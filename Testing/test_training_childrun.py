@@ -17,15 +17,13 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
-from conftest import DATA, REPO, require
+from conftest import DATA, REPO, put_slicer_modules_on_path, require
 
-slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core==5.13.31053.0)")
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -e '.[test]')")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
-for folder in ("SAMMed2DTraining", "SAMMed2D"):  # Slicer puts every module folder on the path
-    if str(REPO / folder) not in sys.path:
-        sys.path.insert(0, str(REPO / folder))
+put_slicer_modules_on_path()
 
 from SAMMed2DTrainingLib.childrun import ChildRun, Progress, parseProgress  # noqa: E402
 from SAMMed2DTrainingLib.launch import startBenchmark, startTraining, trainingArguments  # noqa: E402

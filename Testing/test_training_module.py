@@ -8,20 +8,17 @@ segmentations logic, exactly as in the application; the headless entry point is 
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import DATA, DEMO, REPO, require
+from conftest import DATA, DEMO, REPO, put_slicer_modules_on_path, require
 
-slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core==5.13.31053.0)")
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -e '.[test]')")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
-for folder in ("SAMMed2DTraining", "SAMMed2D"):  # Slicer puts every module folder on the path
-    if str(REPO / folder) not in sys.path:
-        sys.path.insert(0, str(REPO / folder))
+put_slicer_modules_on_path()
 
 from SAMMed2DTrainingLib.commandline import runCommandLine, scriptArguments  # noqa: E402
 from SAMMed2DTrainingLib.nodes import volumesFromNodes  # noqa: E402
