@@ -590,3 +590,24 @@ def test_every_propagation_setting_can_be_set_through_the_api():
     given = PropagationOptions(discover_percentiles=[20, 80], discover_min_size=0.2, discover_min_contrast=0.4,
                                slice_range=[3, 9]).model_dump(exclude_none=True)
     PropagationSettings(**{name: tuple(value) if isinstance(value, list) else value for name, value in given.items()})
+
+
+def test_a_correction_re_runs_only_what_it_changes(tiny_server):
+    """The same propagation asked again after one key changed recomputes only that key's chains; the unchanged
+    key's slices come back reused, and the stream still carries every slice."""
+    array = synthetic_volume(slices=12)
+    client = tiny_server.client
+    remote = client.upload(array)
+    low = client.segment(remote, "K", 2, box=[10, 8, 46, 40])
+    high = client.segment(remote, "K", 9, box=[10, 8, 46, 40])
+    settings = {**PERMISSIVE, "discover_radius": 0.0}
+    first = client.propagate(remote, "K", {2: low, 9: high}, settings=settings)
+    first_slices = {item.index for item in first}
+    assert first.report["reused"] == [] and first_slices
+    corrected = client.segment(remote, "K", 9, box=[12, 10, 40, 36])
+    again = client.propagate(remote, "K", {2: low, 9: corrected}, settings=settings)
+    again_slices = {item.index for item in again}
+    report = again.report
+    assert report["reused"], "nothing was reused after a one-key correction"
+    assert all(index < 6 for index in report["reused"]) and all(index > 5 for index in report["computed"])
+    assert again_slices == set(report["reused"]) | set(report["computed"])

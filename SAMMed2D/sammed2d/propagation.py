@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .masks import bounding_box
 from .session import VolumeSession
 from .volumes import Axis, stack_slices
-from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,16 @@ class Propagation:
         self.keys[index] = SliceResult(mask, score, low_res_logits, index, self._versions, (float(low), float(high)))
         self.results.pop(index, None)
 
+    def sync_keys(self, keys: Mapping[int, tuple[np.ndarray, np.ndarray | None, float]]) -> None:
+        """Make the key slices exactly ``keys`` (index → mask, logits, score) and keep what still holds: a key
+        whose mask is unchanged keeps its version, so its chains are reused by the next ``run``."""
+        for index in [index for index in self.keys if index not in keys]:
+            del self.keys[index]
+        for index, (mask, logits, score) in keys.items():
+            current = self.keys.get(index)
+            if current is None or not np.array_equal(current.mask, np.asarray(mask, dtype=bool)):
+                self.set_key(index, mask, logits, score)
+
     def masks(self) -> dict[int, np.ndarray]:
         """Every segmented slice: keys and propagated ones."""
         combined = {index: result.mask for index, result in self.results.items()}
@@ -213,6 +223,8 @@ class Propagation:
             if reusing and cached is not None and cached.source == chain.source and cached.version == key.version:
                 report.reused.append(index)
                 trail.append(cached)
+                if progress is not None:  # a reused slice is part of the answer too (a stream sends every slice)
+                    progress(len(report.computed) + len(report.reused), total, index)
                 continue
             if reusing and stop is not None and stop.version == key.version and stop.index == index:
                 report.stops.append(stop)

@@ -107,6 +107,11 @@ class JobRegistry:
             while len(self._finished) > self._keep_finished:
                 self._finished.popitem(last=False)
 
+    def busy(self, propagation: Propagation) -> bool:
+        """Whether a running job works on ``propagation`` (two jobs must never share one)."""
+        with self._lock:
+            return any(job.propagation is propagation for job in self._running.values())
+
     def status(self, job_id: str) -> JobStatus | None:
         with self._lock:
             job = self._running.get(job_id)

@@ -7,8 +7,10 @@ input (``ValueError``) become 400s with the engine's own message.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..intensity import fit_mapping
 from ..models import LoadedModel
 from ..predictor import Prediction, Predictor
@@ -30,9 +33,11 @@ from .prefetch import Prefetcher
 from .results import ResultStore, StoredResult
 from .schemas import Prompt, PropagateRequest, PropagationKey, SegmentImageRequest, SegmentSliceRequest
 from .store import VolumeStore
-from ..errors import InputError
 
 logger = logging.getLogger(__name__)
+
+#: propagations kept for re-runs after a correction (each holds its slices' masks and logits)
+KEPT_PROPAGATIONS = 8
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class SegmentationService:
         self.volumes = VolumeStore(limits.volume_budget_bytes, on_evict=self._forget_sessions)
         self.results = ResultStore(limits.max_results)
         self.jobs = JobRegistry(limits.max_jobs)
+        self._propagations: OrderedDict[tuple, Propagation] = OrderedDict()
+        self._propagations_lock = threading.Lock()
         self.prefetcher = Prefetcher(self.lock, limits.prefetch_radius)
         self._sessions: dict[tuple[str, str], VolumeSession] = {}
         self._sessions_lock = threading.Lock()
@@ -127,9 +134,13 @@ class SegmentationService:
         return volume
 
     def _forget_sessions(self, given_id: str) -> None:
+        """An evicted volume takes its sessions and kept propagations (which hold its voxels) with it."""
         with self._sessions_lock:
             for key in [key for key in self._sessions if key[0] == given_id]:
                 del self._sessions[key]
+        with self._propagations_lock:
+            for key in [key for key in self._propagations if key[0] == given_id]:
+                del self._propagations[key]
 
     def session(self, given_id: str, preset: str) -> VolumeSession:
         volume = self.volume(given_id)
@@ -232,13 +243,26 @@ class SegmentationService:
             if pair in options:
                 options[pair] = tuple(options[pair])
         with client_mistakes():
-            propagation = Propagation(session, request.axis, PropagationSettings(**options))
-            for key in request.keys:
-                mask, logits, score = self._key(given_id, request, key)
-                propagation.set_key(key.index, mask, logits, score)
+            keys = {key.index: self._key(given_id, request, key) for key in request.keys}
+            propagation = self._propagation_for(session, given_id, request, options)
+            propagation.sync_keys(keys)
         job = PropagationJob(propagation, given_id, self.lock, emit)
         self.jobs.start(job)
         return job
+
+    def _propagation_for(self, session: VolumeSession, given_id: str, request: PropagateRequest,
+                         options: dict) -> Propagation:
+        """The propagation this volume, axis, intensity mapping and settings had last time, so that a correction
+        re-runs only the chains whose key changed; a new one when none is kept or a job is still using it."""
+        identity = (given_id, request.axis, request.preset, json.dumps(options, sort_keys=True, default=list))
+        with self._propagations_lock:
+            kept = self._propagations.pop(identity, None)
+            if kept is None or self.jobs.busy(kept):
+                kept = Propagation(session, request.axis, PropagationSettings(**options))
+            self._propagations[identity] = kept
+            while len(self._propagations) > KEPT_PROPAGATIONS:
+                self._propagations.popitem(last=False)
+            return kept
 
     def _key(self, given_id: str, request: PropagateRequest,
              key: PropagationKey) -> tuple[np.ndarray, np.ndarray | None, float]:
