@@ -516,7 +516,8 @@ def test_cancel_request_ends_the_stream_with_a_report(tiny_server):
     stream = client.propagate(remote, "K", {0: key}, settings=PERMISSIVE, cancel=lambda: True)
     slices = list(stream)
     assert stream.report["cancelled"] is True
-    assert len(slices) == len(stream.report["computed"]) < 59
+    # slices an earlier run on this volume left are streamed as reused before the new ones
+    assert len(slices) == len(stream.report["computed"]) + len(stream.report["reused"]) < 59
     assert client.job(stream.job_id)["state"] == "cancelled"
 
 
