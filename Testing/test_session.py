@@ -45,7 +45,7 @@ def test_cache_evicts_least_recently_used_under_its_budget(random_tiny_model):
     for index in (0, 1, 0, 2):
         session.embedding("K", index)
     assert session.is_cached("K", 0) and session.is_cached("K", 2) and not session.is_cached("K", 1)
-    assert cache.nbytes == 2 * one_embedding and cache.hits == 1 and cache.misses == 3
+    assert cache.used == 2 * one_embedding and cache.hits == 1 and cache.misses == 3
 
 
 def test_cache_keys_separate_intensity_mappings_and_content(random_tiny_model):

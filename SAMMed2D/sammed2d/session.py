@@ -9,7 +9,6 @@ image and masks back to the slice's own pixels exactly (each pixel takes the mod
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Hashable, Iterable
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .bounded_lru import BoundedLRU
 from .intensity import IntensityMapping
 from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
@@ -26,48 +26,11 @@ from .wire import volume_id
 _ASPECT_TOLERANCE = 0.01
 
 
-class EmbeddingCache:
-    """Thread-safe LRU of image embeddings under a byte budget."""
+class EmbeddingCache(BoundedLRU[Hashable, ImageEmbedding]):
+    """Image embeddings under a byte budget, shared by sessions; each is computed once (see ``BoundedLRU``)."""
 
     def __init__(self, budget_bytes: int = 1 << 30) -> None:
-        self.budget_bytes = budget_bytes
-        self._entries: OrderedDict[Hashable, ImageEmbedding] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: Hashable) -> ImageEmbedding | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
-
-    def put(self, key: Hashable, embedding: ImageEmbedding) -> None:
-        size = _nbytes(embedding)
-        with self._lock:
-            if key in self._entries:
-                self._bytes -= _nbytes(self._entries.pop(key))
-            self._entries[key] = embedding
-            self._bytes += size
-            while self._bytes > self.budget_bytes and len(self._entries) > 1:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= _nbytes(evicted)
-
-    def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
+        super().__init__(budget_bytes, sizeof=_nbytes)
 
 
 def _nbytes(embedding: ImageEmbedding) -> int:
@@ -144,27 +107,26 @@ class VolumeSession:
         return resized[0, 0].numpy()
 
     def embedding(self, axis: Axis, index: int) -> ImageEmbedding:
-        cached = self.cache.get(self.cache_key(axis, index))
-        return cached if cached is not None else self._encode(axis, [index])[0]
+        """The slice's embedding: cached, or computed once however many callers ask for it meanwhile."""
+        return self.cache.get_or_compute(self.cache_key(axis, index), lambda: self._encode(axis, [index])[0])
 
     def encode_ahead(self, axis: Axis, indices: Iterable[int]) -> None:
         """Encode the slices among ``indices`` not cached yet, a batch at a time (the model's preferred size)."""
         missing = [index for index in dict.fromkeys(indices) if not self.is_cached(axis, index)]
         batch_size = self.predictor.model.encoder.batch_size
         for start in range(0, len(missing), batch_size):
-            self._encode(axis, missing[start : start + batch_size])
+            batch = {self.cache_key(axis, index): index for index in missing[start : start + batch_size]}
+            self.cache.get_or_compute_many(list(batch), lambda keys: self._encode(axis, [batch[key] for key in keys]))
 
     def _encode(self, axis: Axis, indices: list[int]) -> list[ImageEmbedding]:
-        """Encode these slices in one model call and cache them (returned too: a small cache may evict them)."""
+        """Encode these slices in one model call."""
         images = [self.model_image(axis, index) for index in indices]
         with self.model_lock:
-            embeddings = self.predictor.encode_batch(images)
-        for index, embedding in zip(indices, embeddings):
-            self.cache.put(self.cache_key(axis, index), embedding)
-        return embeddings
+            return self.predictor.encode_batch(images)
 
     def is_cached(self, axis: Axis, index: int) -> bool:
-        return self.cache_key(axis, index) in self.cache
+        """Whether the slice's embedding is cached or being computed (asking for it computes nothing more)."""
+        return self.cache.claimed(self.cache_key(axis, index))
 
     def segment(
         self,

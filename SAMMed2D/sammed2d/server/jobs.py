@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..bounded_lru import BoundedLRU
 from ..propagation import Propagation
 from ..wire import pack_mask
 from .errors import ApiError
@@ -87,9 +87,8 @@ class PropagationJob:
 class JobRegistry:
     def __init__(self, max_running: int, keep_finished: int = 64) -> None:
         self.max_running = max_running
-        self._keep_finished = keep_finished
         self._running: dict[str, PropagationJob] = {}
-        self._finished: OrderedDict[str, JobStatus] = OrderedDict()
+        self._finished: BoundedLRU[str, JobStatus] = BoundedLRU(keep_finished)
         self._lock = threading.Lock()
 
     def start(self, job: PropagationJob) -> None:
@@ -103,9 +102,7 @@ class JobRegistry:
     def _ended(self, job: PropagationJob) -> None:
         with self._lock:
             self._running.pop(job.id, None)
-            self._finished[job.id] = job.status
-            while len(self._finished) > self._keep_finished:
-                self._finished.popitem(last=False)
+            self._finished.put(job.id, job.status)  # in the same step: a status read always finds the job
 
     def busy(self, propagation: Propagation) -> bool:
         """Whether a running job works on ``propagation`` (two jobs must never share one)."""
@@ -127,7 +124,7 @@ class JobRegistry:
 
     def all(self) -> list[JobStatus]:
         with self._lock:
-            return [job.status for job in self._running.values()] + list(self._finished.values())
+            return [job.status for job in self._running.values()] + self._finished.values()
 
     def shutdown(self) -> None:
         with self._lock:

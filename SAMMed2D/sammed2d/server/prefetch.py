@@ -2,7 +2,7 @@
 
 One worker thread; a new click replaces the pending plan (the user moved on), and its model calls
 yield to interactive ones (``ModelLock.background``). A click on a slice the worker is encoding
-right now waits for that encoding instead of repeating it.
+right now waits for that encoding instead of repeating it (the embedding cache computes each once).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Hashable
 
 from ..session import VolumeSession
 from ..volumes import Axis
@@ -24,7 +23,6 @@ class Prefetcher:
         self.radius = radius
         self._lock = lock
         self._pending: deque[tuple[VolumeSession, Axis, int]] = deque()
-        self._busy_key: Hashable | None = None
         self._condition = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._work, name="sammed2d-prefetch", daemon=True)
@@ -51,13 +49,6 @@ class Prefetcher:
             self._pending = deque((session, axis, i) for i in plan if 0 <= i < count)
             self._condition.notify_all()
 
-    def wait_for(self, session: VolumeSession, axis: Axis, index: int) -> None:
-        """Return once the worker is not encoding this slice (it may be about to be cached)."""
-        key = session.cache_key(axis, index)
-        with self._condition:
-            while self._busy_key == key:
-                self._condition.wait()
-
     def _work(self) -> None:
         with self._lock.background():
             while True:
@@ -67,14 +58,9 @@ class Prefetcher:
                     if self._stopped:
                         return
                     session, axis, index = self._pending.popleft()
-                    if session.is_cached(axis, index):
-                        continue
-                    self._busy_key = session.cache_key(axis, index)
+                if session.is_cached(axis, index):
+                    continue
                 try:
                     session.embedding(axis, index)
                 except Exception:  # a prefetch failure must not stop the worker; the click will report it
                     logger.exception("prefetching slice %d along %s failed", index, axis)
-                finally:
-                    with self._condition:
-                        self._busy_key = None
-                        self._condition.notify_all()

@@ -6,13 +6,13 @@ back and forth on every click). The oldest handles are forgotten first.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Hashable
 
 import numpy as np
+
+from ..bounded_lru import BoundedLRU
 
 
 @dataclass(frozen=True)
@@ -27,20 +27,12 @@ class StoredResult:
 class ResultStore:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._results: OrderedDict[str, StoredResult] = OrderedDict()
-        self._lock = threading.Lock()
+        self._results: BoundedLRU[str, StoredResult] = BoundedLRU(capacity)
 
     def add(self, result: StoredResult) -> str:
         handle = uuid.uuid4().hex
-        with self._lock:
-            self._results[handle] = result
-            while len(self._results) > self.capacity:
-                self._results.popitem(last=False)
+        self._results.put(handle, result)
         return handle
 
     def get(self, handle: str) -> StoredResult | None:
-        with self._lock:
-            result = self._results.get(handle)
-            if result is not None:
-                self._results.move_to_end(handle)
-            return result
+        return self._results.get(handle)

@@ -109,7 +109,7 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
 
     @router.delete("/volumes/{volume_id}", status_code=204)
     def delete_volume(volume_id: str = VolumePath) -> Response:
-        if not service.volumes.remove(volume_id):
+        if service.volumes.remove(volume_id) is None:
             raise ApiError(404, "volume_unknown", f"volume {volume_id} is not on the server")
         return Response(status_code=204)
 

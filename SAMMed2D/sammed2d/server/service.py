@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bounded_lru import BoundedLRU
 from ..errors import InputError
 from ..intensity import fit_mapping
 from ..models import LoadedModel
@@ -88,8 +88,7 @@ class SegmentationService:
         self.volumes = VolumeStore(limits.volume_budget_bytes, on_evict=self._forget_sessions)
         self.results = ResultStore(limits.max_results)
         self.jobs = JobRegistry(limits.max_jobs)
-        self._propagations: OrderedDict[tuple, Propagation] = OrderedDict()
-        self._propagations_lock = threading.Lock()
+        self._propagations: BoundedLRU[tuple, Propagation] = BoundedLRU(KEPT_PROPAGATIONS)
         self.prefetcher = Prefetcher(self.lock, limits.prefetch_radius)
         self._sessions: dict[tuple[str, str], VolumeSession] = {}
         self._sessions_lock = threading.Lock()
@@ -123,7 +122,7 @@ class SegmentationService:
                            "sammed2d.wire.volume_id over the same voxels and geometry")
         geometry = Geometry(metadata.spacing, metadata.origin, metadata.direction)
         volume = Volume(array, geometry, source=f"upload {given_id}")
-        self.volumes.add(given_id, volume)
+        self.volumes.put(given_id, volume)
         return volume, True
 
     def volume(self, given_id: str) -> Volume:
@@ -138,9 +137,7 @@ class SegmentationService:
         with self._sessions_lock:
             for key in [key for key in self._sessions if key[0] == given_id]:
                 del self._sessions[key]
-        with self._propagations_lock:
-            for key in [key for key in self._propagations if key[0] == given_id]:
-                del self._propagations[key]
+        self._propagations.remove_where(lambda key: key[0] == given_id)
 
     def session(self, given_id: str, preset: str) -> VolumeSession:
         volume = self.volume(given_id)
@@ -166,8 +163,7 @@ class SegmentationService:
         context = ("volume", given_id, request.preset, request.axis, request.index)
         previous = self._previous(request.previous, context)
         points, labels, box = _prompt_arrays(request, width, height)
-        self.prefetcher.wait_for(session, request.axis, request.index)
-        cached = session.is_cached(request.axis, request.index)
+        cached = session.is_cached(request.axis, request.index)  # or being encoded (by the prefetcher, say)
         with client_mistakes():
             prediction = session.segment(request.axis, request.index, points, labels, box,
                                          None if previous is None else previous.low_res_logits, request.multimask)
@@ -255,14 +251,11 @@ class SegmentationService:
         """The propagation this volume, axis, intensity mapping and settings had last time, so that a correction
         re-runs only the chains whose key changed; a new one when none is kept or a job is still using it."""
         identity = (given_id, request.axis, request.preset, json.dumps(options, sort_keys=True, default=list))
-        with self._propagations_lock:
-            kept = self._propagations.pop(identity, None)
-            if kept is None or self.jobs.busy(kept):
-                kept = Propagation(session, request.axis, PropagationSettings(**options))
-            self._propagations[identity] = kept
-            while len(self._propagations) > KEPT_PROPAGATIONS:
-                self._propagations.popitem(last=False)
-            return kept
+        kept = self._propagations.get(identity)
+        if kept is None or self.jobs.busy(kept):
+            kept = Propagation(session, request.axis, PropagationSettings(**options))
+            self._propagations.put(identity, kept)
+        return kept
 
     def _key(self, given_id: str, request: PropagateRequest,
              key: PropagationKey) -> tuple[np.ndarray, np.ndarray | None, float]:
