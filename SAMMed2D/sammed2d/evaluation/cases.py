@@ -49,6 +49,14 @@ class VolumeCase:
         """How a label value is reported: its segment name when the label map carries one."""
         return self.labels.label_names.get(value, str(value))
 
+    def label_names(self) -> list[str]:
+        """How ``--labels`` may name each label: its value, and its segment name when it has one."""
+        return [str(value) if self.label_key(value) == str(value) else f"{value} ({self.label_key(value)})"
+                for value in self.label_values(None)]
+
+    def has_label(self, chosen: str) -> bool:
+        return any(chosen in (str(value), self.label_key(value)) for value in self.label_values(None))
+
     def label_values(self, chosen: Sequence[str] | None) -> list[int]:
         present = [int(v) for v in np.unique(self.labels.array) if v != 0]
         if not chosen:
@@ -74,6 +82,13 @@ class ImageSetCase:
     name: str
     entries: tuple[JsonEntry, ...]
 
+    def label_names(self) -> list[str]:
+        """The structure names its masks are reported under (what ``--labels`` chooses from)."""
+        return sorted({structure_name(path, entry.image) for entry in self.entries for path in entry.masks})
+
+    def has_label(self, chosen: str) -> bool:
+        return chosen in self.label_names()
+
     def read(self, labels: Sequence[str] | None) -> tuple[list[np.ndarray], list[Structure]]:
         """The images, and the masks of the chosen structures (all when ``labels`` is empty)."""
         dataset = JsonDataset(self.entries)
@@ -89,6 +104,25 @@ class ImageSetCase:
 
 
 Case = VolumeCase | ImageSetCase
+
+
+def resolve_labels(chosen: Sequence[str], cases: Sequence[Case]) -> tuple[str, ...]:
+    """The labels to evaluate, each present in at least one case; raises an InputError naming what the cases have.
+
+    ``77,78`` means labels 77 and 78, unless a case has a label named exactly ``77,78``.
+    """
+    resolved: list[str] = []
+    for text in chosen:
+        if "," in text and not any(case.has_label(text) for case in cases):
+            resolved += [part.strip() for part in text.split(",") if part.strip()]
+        else:
+            resolved.append(text)
+    unknown = [label for label in dict.fromkeys(resolved) if not any(case.has_label(label) for case in cases)]
+    if unknown:
+        have = "; ".join(f"{case.name} has {', '.join(case.label_names())}" for case in cases)
+        raise InputError(f"--labels {' '.join(unknown)}: no case has {'it' if len(unknown) == 1 else 'them'} "
+                         f"(labels: {have})")
+    return tuple(dict.fromkeys(resolved))
 
 
 def structure_name(mask: Path, image: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +19,7 @@ from ..models import MODELS, ViTConfig, get_spec, load_model
 from ..models.acceleration import add_speed_arguments, configure_threads
 from ..training.command import vit_from_argument
 from ..volumes import AXES
-from .cases import Case, image_set_case, read_manifest, volume_case
+from .cases import Case, image_set_case, read_manifest, resolve_labels, volume_case
 from .modes import ALL_MODES, GROUPS, PAPER_MODES, expand_modes
 from .plots import write_plots
 from .report import Summary, markdown, summarize, write_csv, write_summary
@@ -44,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CSV (columns image, labels, optional name, preset) or JSON list of such objects")
     parser.add_argument("--json-dataset", type=Path, action="append", default=[], metavar="DIR_OR_JSON",
                         help="a SAM-Med2D 2D set: its folder (label2image_test.json) or an index file")
-    parser.add_argument("--labels", nargs="+", default=[], help="label values or names to evaluate (default: all)")
+    parser.add_argument("--labels", nargs="+", default=[],
+                        help="label values or names to evaluate, space- or comma-separated; each must be in "
+                             "some case (default: all)")
     parser.add_argument("--axis", default="K", choices=AXES, help="slice axis of volumes (default: K, axial)")
     parser.add_argument("--preset", default="minmax", choices=PRESETS,
                         help="intensity mapping per volume, unless the manifest says "
@@ -132,7 +134,7 @@ def write_outputs(
     ]
     (out / "results.md").write_text(markdown(summary), encoding="utf-8")
     files.append(out / "results.md")
-    files += write_plots(summary, out)
+    files += write_plots(summary, out, results.masks)
     logger.info("benchmark results written to %s", out)
     return BenchmarkOutput(summary, results, files)
 
@@ -140,12 +142,15 @@ def write_outputs(
 def benchmark(
     models: Sequence[BenchmarkModel], cases: Sequence[Case], settings: BenchmarkSettings, out: Path
 ) -> BenchmarkOutput:
+    """Raises an InputError, before any model runs, when ``settings.labels`` names a label no case has."""
+    settings = replace(settings, labels=resolve_labels(settings.labels, cases))
     return write_outputs(run_benchmark(models, cases, settings), settings, cases, out)
 
 
 def benchmark_from_arguments(args: argparse.Namespace) -> BenchmarkOutput:
     settings = settings_from_arguments(args)
     cases = cases_from_arguments(args)
+    resolve_labels(settings.labels, cases)  # a wrong label fails before the models load
     configure_threads(args.threads)
     models = load_models(args.models or ["litemedsam"], args.device, vit_from_argument(args.vit), args.precision)
     return benchmark(models, cases, settings, args.out)

@@ -1,20 +1,25 @@
-"""PNG plots of a benchmark summary: Dice per mode, Dice per label, Dice against the number of clicks."""
+"""PNG plots of a benchmark: Dice per mode, per label, against the number of clicks and against object factors."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from .factors import FACTORS
 from .modes import CLICK_MODES, prompt_count
 from .report import Summary
+from .runner import MaskRow
 
 
-def write_plots(summary: Summary, folder: Path) -> list[Path]:
+def write_plots(summary: Summary, folder: Path, masks: Sequence[MaskRow]) -> list[Path]:
     """Figures go straight to PNG through matplotlib's object API (no pyplot, no global backend to set)."""
     written = [_per_mode(summary, folder / "dice_per_mode.png"), _per_label(summary, folder / "dice_per_label.png")]
     clicks = _versus_clicks(summary, folder / "dice_vs_clicks.png")
-    return written + ([clicks] if clicks else [])
+    factors = _versus_factors(summary, masks, folder / "dice_vs_factors.png")
+    return written + [path for path in (clicks, factors) if path]
 
 
 def _size(groups: int, series: int) -> tuple[float, float]:
@@ -92,5 +97,32 @@ def _versus_clicks(summary: Summary, path: Path) -> Path | None:
     ax.set_xticks(range(1, max(x for points in curves.values() for x, _ in points) + 1))
     ax.legend(fontsize="small")
     ax.set_title("Dice against the number of clicks")
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _versus_factors(summary: Summary, masks: Sequence[MaskRow], path: Path) -> Path | None:
+    """Per-mask Dice against each object factor, one colour per model and mode, ρ (Spearman) in the legend."""
+    from matplotlib.figure import Figure
+
+    series = list(dict.fromkeys((row.model, row.mode) for row in masks))
+    if not series:
+        return None
+    figure = Figure(figsize=(5 * len(FACTORS), 4.5), layout="constrained")
+    for ax, factor in zip(figure.subplots(1, len(FACTORS), sharey=True), FACTORS):
+        for model, mode in series:
+            pairs = [(getattr(row, factor), row.dice) for row in masks
+                     if row.model == model and row.mode == mode and math.isfinite(getattr(row, factor))]
+            rho = summary[model][mode]["factors"][factor]["spearman_rho"]
+            label = f"{model} {mode}" + ("" if rho is None else f" (ρ {rho:.2f})")
+            if pairs:
+                ax.scatter(*zip(*pairs), s=14, alpha=0.6, label=label)
+        if factor == "area_fraction":
+            ax.set_xscale("log")
+        ax.set_xlabel(factor.replace("_", " "))
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize="x-small")
+    figure.axes[0].set_ylabel("Dice (per mask)")
+    figure.suptitle("Dice against object size, aspect ratio and contrast with the surroundings")
     figure.savefig(path, dpi=100)
     return path

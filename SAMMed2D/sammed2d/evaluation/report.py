@@ -2,6 +2,11 @@
 
 Means are over masks (the paper's number) and over volume-label pairs (3D Dice); HD95 means skip
 masks without a defined distance (empty prediction) and say how many they cover.
+
+Each mode also relates per-mask Dice to the object factors of ``.factors`` (Huang et al. §4.8): the
+Spearman rank correlation (a monotone trend, whatever the factor's scale) and the mean Dice per bin.
+Bins hold equal numbers of masks ranked by the factor (quartiles), fewer bins when a mode has under
+12 masks so that each bin keeps at least 3; a bin is reported with the range of its factor values.
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+from scipy import stats
+
+from .factors import FACTORS
 from .modes import ALL_MODES, PROPAGATION_MODES
 from .runner import BenchmarkResults, MaskRow, VolumeRow
 
 Summary = dict[str, dict[str, dict]]
+FACTOR_BINS = 4
+MIN_BIN_MASKS = 3
 
 
 def summarize(results: BenchmarkResults) -> Summary:
@@ -34,6 +45,7 @@ def summarize(results: BenchmarkResults) -> Summary:
             mode_volumes = [row for row in volumes if row.mode == mode]
             entry = _means(mode_masks, mode_volumes)
             entry.update(_speed(mode, mode_masks, mode_volumes, encoder_ms))
+            entry["factors"] = {factor: factor_analysis(mode_masks, factor) for factor in FACTORS}
             labels = list(dict.fromkeys([row.label for row in mode_masks] + [row.label for row in mode_volumes]))
             entry["labels"] = {
                 label: _means([row for row in mode_masks if row.label == label],
@@ -74,6 +86,26 @@ def _speed(mode: str, masks: list[MaskRow], volumes: list[VolumeRow], encoder_ms
             "slices_per_second": _round(1000 / per_slice_ms) if per_slice_ms else None}
 
 
+def factor_analysis(masks: list[MaskRow], factor: str) -> dict:
+    """``{"spearman_rho", "p_value", "n", "bins": [{"low", "high", "n", "dice_mean"}, ...]}`` over masks whose
+    factor is defined; rho and p are None when fewer than 3 masks or a constant series leave them undefined."""
+    pairs = sorted((getattr(row, factor), row.dice) for row in masks if math.isfinite(getattr(row, factor)))
+    values, dices = [value for value, _ in pairs], [d for _, d in pairs]
+    rho = p_value = None
+    if len(pairs) >= 3 and len(set(values)) > 1 and len(set(dices)) > 1:
+        result = stats.spearmanr(values, dices)
+        rho, p_value = _round(result.statistic), _significant(result.pvalue)
+    count = min(FACTOR_BINS, max(len(pairs) // MIN_BIN_MASKS, 1))
+    bins = [{"low": _significant(values[part[0]]), "high": _significant(values[part[-1]]), "n": len(part),
+             "dice_mean": _mean(dices[i] for i in part)}
+            for part in np.array_split(np.arange(len(pairs)), count) if len(part)]
+    return {"spearman_rho": rho, "p_value": p_value, "n": len(pairs), "bins": bins}
+
+
+def _significant(value: float) -> float:
+    return float(f"{float(value):.4g}")
+
+
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return _round(sum(values) / len(values)) if values else None
@@ -97,7 +129,8 @@ def write_summary(summary: Summary, path: Path) -> Path:
 
 
 def markdown(summary: Summary) -> str:
-    """One table of modes × models (2D Dice, 3D Dice, masks), then one per-label table per model."""
+    """One table of modes × models (2D Dice, 3D Dice, masks), one per-label table per model, then Dice by
+    object factor per model and mode."""
     models = list(summary)
     modes = list(dict.fromkeys(mode for model in models for mode in summary[model]))
     lines = ["| mode | " + " | ".join(f"{model} Dice | {model} 3D Dice | {model} HD95 mm | n"
@@ -125,7 +158,30 @@ def markdown(summary: Summary) -> str:
             cells = [f"{_cell(entry['labels'].get(label, {}).get('dice_mean'))} "
                      f"({_cell(entry['labels'].get(label, {}).get('dice_3d_mean'))})" for label in labels]
             per_label.append(f"| {mode} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + speed + per_label) + "\n"
+    return "\n".join(lines + speed + per_label + _factor_tables(summary)) + "\n"
+
+
+def _factor_tables(summary: Summary) -> list[str]:
+    """Per model and mode: Spearman ρ of Dice with each factor, and mean Dice per bin (factor range, masks)."""
+    lines = ["", "Dice by object factor (Spearman ρ of per-mask Dice with the factor; bins of equal mask count, "
+                 "ranked by the factor, with their factor range and masks):"]
+    for model, entries in summary.items():
+        for mode, entry in entries.items():
+            analyses = entry.get("factors", {})
+            columns = max((len(analysis["bins"]) for analysis in analyses.values()), default=0)
+            if not columns:
+                continue
+            lines += ["", f"{model}, {mode}:", "",
+                      "| factor | ρ | p | " + " | ".join(f"bin {n}" for n in range(1, columns + 1)) + " |",
+                      "|---|---:|---:|" + "---:|" * columns]
+            for factor, analysis in analyses.items():
+                cells = [f"{_cell(part['dice_mean'])} [{part['low']:.3g}–{part['high']:.3g}, n {part['n']}]"
+                         for part in analysis["bins"]]
+                cells += [""] * (columns - len(cells))
+                lines.append(f"| {factor.replace('_', ' ')} | {_cell(analysis['spearman_rho'], 2)} | "
+                             f"{'–' if analysis['p_value'] is None else format(analysis['p_value'], '.2g')} | "
+                             + " | ".join(cells) + " |")
+    return lines
 
 
 def _cell(value: float | None, digits: int = 4) -> str:

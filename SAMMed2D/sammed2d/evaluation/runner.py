@@ -24,6 +24,7 @@ from ..session import EmbeddingCache, VolumeSession
 from ..training.prompts import EIGHT_CONNECTED, box_from_mask
 from ..volumes import Axis, stack_slices
 from .cases import Case, ImageSetCase, Structure, VolumeCase
+from .factors import MaskFactors, mask_factors
 from .modes import PROPAGATION_MODES, evaluate_modes, structure_rng
 from .prompts import huang_points
 from ..errors import InputError
@@ -66,6 +67,9 @@ class MaskRow:
     hd95_mm: float  # NaN when the prediction is empty; in pixels for 2D sets, which carry no spacing
     score: float  # the model's IoU estimate (NaN for propagated slices)
     decoder_seconds: float | None  # None for propagation (its time is per volume)
+    area_fraction: float  # of the ground-truth mask; the three factors are defined in .factors
+    aspect_ratio: float
+    contrast: float
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
     for structure in progress:  # a slice evicted from a small cache meanwhile is encoded again, and counted
         encoder.ensure(lambda: session.is_cached(axis, structure.index),
                        lambda: session.embedding(axis, structure.index))
+        factors = mask_factors(structure.mask, session.mapping.apply(case.image.slice(axis, structure.index)),
+                               spacing)
 
         def segment(**prompt) -> Prediction:
             return session.segment(axis, structure.index, **prompt)
@@ -149,7 +155,7 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
         for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
                                       _identity(case.name, structure)):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, spacing,
-                                           outcome.score, outcome.decoder_seconds))
+                                           outcome.score, outcome.decoder_seconds, factors))
             slices = predicted.setdefault((outcome.mode, structure.label), {})
             slices[structure.index] = slices.get(structure.index, False) | outcome.mask
     keys = {case.label_key(value): value for value in case.label_values(settings.labels)}
@@ -199,7 +205,9 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
         if truth_slice.any():
             whole = Structure(index, label, 0, truth_slice)
             predicted_slice = np.take(volume, index, axis="KJI".index(axis))
-            results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None))
+            factors = mask_factors(truth_slice, session.mapping.apply(case.image.slice(axis, index)), spacing)
+            results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None,
+                                           factors))
     results.volumes.append(_volume_row(key, mode, case, axis, slab, label, value, volume, seconds))
 
 
@@ -228,6 +236,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
 
         encoder.ensure(lambda: cache_key in entry.cache, encode)
         embedding = entry.cache.get(cache_key) or encode()
+        factors = mask_factors(structure.mask, images[structure.index])
 
         def segment(**prompt) -> Prediction:
             predictor.set_embedding(embedding)
@@ -236,7 +245,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
         for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
                                       _identity(case.name, structure)):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, (1.0, 1.0),
-                                           outcome.score, outcome.decoder_seconds))
+                                           outcome.score, outcome.decoder_seconds, factors))
 
 
 def _identity(case: str, structure: Structure) -> str:
@@ -244,10 +253,11 @@ def _identity(case: str, structure: Structure) -> str:
 
 
 def _mask_row(model: str, mode: str, case: str, structure: Structure, mask: np.ndarray, spacing: tuple[float, float],
-              score: float, seconds: float | None) -> MaskRow:
+              score: float, seconds: float | None, factors: MaskFactors) -> MaskRow:
     truth = structure.mask
     return MaskRow(model, mode, case, structure.label, structure.index, structure.component, int(truth.sum()),
-                   dice(mask, truth), iou(mask, truth), hd95(mask, truth, spacing), score, seconds)
+                   dice(mask, truth), iou(mask, truth), hd95(mask, truth, spacing), score, seconds,
+                   factors.area_fraction, factors.aspect_ratio, factors.contrast)
 
 
 def _other_dimensions(axis: Axis) -> tuple[int, int]:
