@@ -23,7 +23,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import DATA, require
-from sammed2d import wire
+from sammed2d import ids, wire
 from sammed2d.client import (
     BadRequest,
     Client,
@@ -365,7 +365,7 @@ def segment_request(server, volume_id, **fields):
 
 def put_volume(server, array: np.ndarray, volume_id: str | None = None, data: bytes | None = None, **params):
     query = {"shape": list(array.shape), "dtype": array.dtype.name, **params}
-    vid = volume_id or wire.volume_id(array, (1, 1, 1), (0, 0, 0), wire.IDENTITY_DIRECTION)
+    vid = volume_id or ids.volume_id(array, (1, 1, 1), (0, 0, 0), wire.IDENTITY_DIRECTION)
     return requests.put(f"{server.url}/v1/volumes/{vid}", params=query,
                         data=wire.encode_array(array) if data is None else data,
                         headers={**auth(server), "Content-Type": "application/octet-stream"})
@@ -429,7 +429,7 @@ def test_more_bad_requests(tiny_server, bad_input_volume):
                                         "invalid_request")["detail"]
     assert_error(requests.get(f"{url}/v1/jobs/{'0' * 32}", headers=headers), 404, "job_unknown")
     rgba = np.zeros((8, 8, 4), dtype=np.uint8)
-    image = {"image_id": wire.image_id(rgba), "box": [1, 1, 5, 5], "image": wire.encode_image(rgba)}
+    image = {"image_id": ids.image_id(rgba), "box": [1, 1, 5, 5], "image": wire.encode_image(rgba)}
     assert_error(requests.post(f"{url}/v1/images/segment", json=image, headers=headers), 400, "bad_request")
     assert_error(requests.post(f"{url}/v1/images/segment", json={"image_id": "b" * 32, "box": [1, 1, 5, 5]},
                                headers=headers), 404, "image_not_cached")

@@ -26,18 +26,12 @@ from scipy import ndimage
 from conftest import DATA, DEMO, demo_masks, require
 from sammed2d.checkpoints import save_checkpoint
 from sammed2d.models import ViTConfig, get_spec, load_model
-from sammed2d.training.datasets import (
-    DatasetError,
-    JsonDataset,
-    VolumeCase,
-    VolumeSliceDataset,
-    read_json_index,
-    split_by_group,
-)
+from sammed2d.paper_data import DatasetError, read_json_index
+from sammed2d.training.datasets import JsonDataset, VolumeCase, VolumeSliceDataset, split_by_group
 from sammed2d.training.inputs import image_to_input, masks_to_input
 from sammed2d.training.interaction import PromptedSam, Prompts
 from sammed2d.training.losses import sam_med2d_loss
-from sammed2d.training.prompts import box_from_mask, error_region_points, init_point_sampling
+from sammed2d.paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from sammed2d.training.trainer import TrainingConfig, train
 
 TINY = ViTConfig(96, 4, 4, (1, 3))
@@ -405,7 +399,8 @@ DDP_SCRIPT = """
 import hashlib, os, sys
 from pathlib import Path
 from sammed2d.models import ViTConfig
-from sammed2d.training.datasets import JsonDataset, read_json_index
+from sammed2d.paper_data import read_json_index
+from sammed2d.training.datasets import JsonDataset
 from sammed2d.training.trainer import TrainingConfig, train
 
 out, demo = Path(sys.argv[1]), Path(sys.argv[2])

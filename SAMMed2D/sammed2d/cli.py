@@ -31,9 +31,18 @@ def _add_model_arguments(parser: argparse.ArgumentParser, inference: bool = True
     parser.add_argument("--checkpoint", type=Path, help="weights file (required for every model but litemedsam)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
     if inference:  # training has its own --precision (autocast) and always trains the exact network
-        from .models.acceleration import add_speed_arguments
+        _add_speed_arguments(parser)
 
-        add_speed_arguments(parser)
+
+def _add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """--precision and --threads: the same words for every command that runs a model."""
+    from .models.acceleration import PRECISION_CHOICES
+
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="encoder arithmetic: auto (bf16 where the CPU/GPU has it, else fp16 on CUDA, else fp32), "
+                             "exact (the reference fp32 arithmetic), fp32, bf16, fp16 (default: %(default)s)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for the model (default: the CPUs this process may use)")
 
 
 def _load(args: argparse.Namespace):
@@ -325,6 +334,7 @@ def _train_options(training: argparse.ArgumentParser) -> None:
 def _benchmark_options(bench: argparse.ArgumentParser) -> None:
     from .evaluation.command import add_arguments
 
+    _add_speed_arguments(bench)
     add_arguments(bench)
 
 

@@ -20,7 +20,7 @@ from .bounded_lru import BoundedLRU
 from .intensity import IntensityMapping
 from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
-from .wire import volume_id
+from .ids import volume_id
 
 #: pixel aspect ratios closer to 1 than this are treated as square
 _ASPECT_TOLERANCE = 0.01
@@ -72,7 +72,7 @@ class VolumeSession:
         model_lock: threading.Lock | None = None,
         content_id: str | None = None,
     ) -> None:
-        """``content_id`` is the volume's ``wire.volume_id`` when the caller already has it (the server checked
+        """``content_id`` is the volume's ``ids.volume_id`` when the caller already has it (the server checked
         it at upload); otherwise it is computed here, which hashes every voxel."""
         self.volume = volume
         self.predictor = predictor

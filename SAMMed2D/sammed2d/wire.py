@@ -1,16 +1,13 @@
-"""What travels between ``sammed2d serve`` and its clients: ids, array encoding and packed masks.
+"""What travels between ``sammed2d serve`` and its clients: array encoding and packed masks.
 
 Both sides import this module, so it needs numpy only (no torch): Slicer's Python loads it through
-the client. Arrays travel as zlib streams of their little-endian C-order bytes; content ids are
-SHA-256 over a canonical description plus those bytes, so a client can ask whether the server
-already holds its data before sending it. Masks travel as the bits of their bounding-box crop.
+the client. Arrays travel as zlib streams of their little-endian C-order bytes and are named by their
+content ids (``ids``). Masks travel as the bits of their bounding-box crop.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import zlib
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +20,6 @@ from .errors import InputError
 PROTOCOL_VERSION = 1
 #: voxel types a volume or image may have on the wire
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-ID_LENGTH = 32  # hex characters of the SHA-256 kept in ids (128 bits)
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
@@ -38,44 +34,6 @@ def wire_dtype(dtype: np.dtype | str) -> np.dtype:
 def to_wire(array: np.ndarray) -> np.ndarray:
     """``array`` as little-endian C-contiguous data (a no-op on the usual little-endian machines)."""
     return np.ascontiguousarray(array, dtype=wire_dtype(array.dtype))
-
-
-def _digest(description: Mapping[str, Any], array: np.ndarray) -> str:
-    digest = hashlib.sha256(json.dumps(description, sort_keys=True, separators=(",", ":")).encode())
-    digest.update(b"\0")
-    digest.update(to_wire(array).data)
-    return digest.hexdigest()[:ID_LENGTH]
-
-
-def volume_id(
-    array: np.ndarray, spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float]
-) -> str:
-    """Content id of a volume: voxels and geometry (the same voxels with another spacing segment differently).
-
-    Geometry is rounded to 1e-6 (mm, direction cosines) so the same scan read through different routes
-    (a file, a Slicer node converted RAS→LPS) gets the same id despite last-digit float differences.
-    """
-    return _digest(
-        {
-            "kind": "volume",
-            "shape": [int(v) for v in array.shape],
-            "dtype": np.dtype(array.dtype).name,
-            "spacing": _rounded(spacing),
-            "origin": _rounded(origin),
-            "direction": _rounded(direction),
-        },
-        array,
-    )
-
-
-def _rounded(values: Sequence[float]) -> list[float]:
-    return [round(float(value), 6) + 0.0 for value in values]  # + 0.0 turns -0.0 into 0.0
-
-
-def image_id(array: np.ndarray) -> str:
-    """Content id of a single 2D image (H×W or H×W×3) for the stateless mode."""
-    description = {"kind": "image", "shape": [int(v) for v in array.shape], "dtype": np.dtype(array.dtype).name}
-    return _digest(description, array)
 
 
 def encode_array(array: np.ndarray, level: int = 1) -> bytes:

@@ -17,17 +17,8 @@ import numpy as np
 import requests
 
 from .. import __version__
-from ..wire import (
-    IDENTITY_DIRECTION,
-    PROTOCOL_VERSION,
-    encode_array,
-    encode_image,
-    image_id,
-    pack_mask,
-    unpack_crop,
-    volume_id,
-    wire_dtype,
-)
+from ..ids import image_id, volume_id
+from ..wire import IDENTITY_DIRECTION, PROTOCOL_VERSION, encode_array, encode_image, pack_mask, unpack_crop, wire_dtype
 from .errors import (
     BadRequest,
     ProtocolMismatch,

@@ -2,7 +2,7 @@
 
 Volume cases are label maps on an image's grid, from files or from arrays (the Slicer module hands
 over MRML nodes as arrays). They are cut into one binary mask per slice, label value and connected
-component, with the paper's filters, by the training data code. 2D cases are the released SAM-Med2D
+component, with the paper's filters (``paper_data``, shared with training). 2D cases are the released SAM-Med2D
 JSON sets, one mask per listed file as the reference evaluates them.
 """
 
@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
-from ..training.datasets import JsonDataset, JsonEntry, read_json_index
-from ..training.datasets import paper_slice_entries  # the paper's slicing rules, shared with training
-from ..training.prompts import EIGHT_CONNECTED
-from ..volumes import Axis, Volume, read_labels, read_volume
 from ..errors import InputError
+from ..paper_data import JsonEntry, entry_masks, paper_slice_entries, read_json_entry, read_json_index
+from ..volumes import Axis, Volume, read_labels, read_volume
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +62,9 @@ class VolumeCase:
 
     def structures(self, axis: Axis, labels: Sequence[str] | None, min_mask_pixels: int) -> list[Structure]:
         values = set(self.label_values(labels))
-        found = []
-        for entry in paper_slice_entries(0, self.labels, axis, min_mask_pixels):
-            label_slice = self.labels.slice(axis, entry.index)
-            components = {value: ndimage.label(label_slice == value, structure=EIGHT_CONNECTED)[0]
-                          for value, _ in entry.components if value in values}
-            found.extend(Structure(entry.index, self.label_key(value), number, components[value] == number)
-                         for value, number in entry.components if value in values)
-        return found
+        return [Structure(entry.index, self.label_key(value), number, mask)
+                for entry in paper_slice_entries(0, self.labels, axis, min_mask_pixels)
+                for value, number, mask in entry_masks(self.labels, entry, values)]
 
 
 @dataclass(frozen=True)
@@ -91,12 +83,11 @@ class ImageSetCase:
 
     def read(self, labels: Sequence[str] | None) -> tuple[list[np.ndarray], list[Structure]]:
         """The images, and the masks of the chosen structures (all when ``labels`` is empty)."""
-        dataset = JsonDataset(self.entries)
         images, found = [], []
         for number, entry in enumerate(self.entries):
-            item = dataset[number]
-            images.append(item.image)
-            for path, mask in zip(entry.masks, item.masks):
+            image, masks = read_json_entry(entry)
+            images.append(image)
+            for path, mask in zip(entry.masks, masks):
                 label = structure_name(path, entry.image)
                 if not labels or label in labels:
                     found.append(Structure(number, label, 0, mask))

@@ -16,7 +16,7 @@ from typing import Sequence
 from .. import __version__
 from ..intensity import PRESETS
 from ..models import MODELS, ViTConfig, get_spec, load_model
-from ..models.acceleration import add_speed_arguments, configure_threads
+from ..models.acceleration import configure_threads
 from ..training.command import vit_from_argument
 from ..volumes import AXES
 from .cases import Case, image_set_case, read_manifest, resolve_labels, volume_case
@@ -34,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"a registry model ({', '.join(MODELS)}), with its weights file unless embedded; "
                              "repeat to compare models on the same prompts (default: litemedsam)")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
-    add_speed_arguments(parser)
     parser.add_argument("--vit", type=json.loads, metavar="JSON",
                         help="ViT size of non-standard ViT models among --model (e.g. small ones trained with "
                              "sammed2d train --vit); LiteMedSAM ignores it")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..masks import bounding_box
 from ..predictor import Prediction
-from ..training.prompts import box_from_mask, error_region_points, init_point_sampling
+from ..paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from .prompts import huang_points, shift_box, shift_points
 from ..errors import InputError
 

@@ -2,7 +2,7 @@
 (Medical Image Analysis 92, 2024), and its prompt-randomness perturbation.
 
 The SAM-Med2D rules (tight box, ``init_point_sampling``, error-region clicks) live in
-``sammed2d.training.prompts``. Coordinates are (x = column, y = row) in the slice's pixels.
+``sammed2d.paper_prompts``. Coordinates are (x = column, y = row) in the slice's pixels.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ..predictor import ImageEmbedding, Prediction, Predictor
 from ..progress import progress_bar
 from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
-from ..training.prompts import EIGHT_CONNECTED, box_from_mask
+from ..paper_prompts import EIGHT_CONNECTED, box_from_mask
 from ..volumes import Axis, stack_slices
 from .cases import Case, ImageSetCase, Structure, VolumeCase
 from .factors import MaskFactors, mask_factors

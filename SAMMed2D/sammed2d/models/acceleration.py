@@ -8,7 +8,6 @@ the wire format and the decoder are the same on every path. ``exact`` keeps the 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -169,15 +168,6 @@ class EncoderRunner:
         seconds = time.perf_counter() - started
         logger.info("encoder warmed up on %s (%s) in %.1f s", self.device, self.acceleration.describe(), seconds)
         return seconds
-
-
-def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    """--precision and --threads: the same words for every command that runs a model."""
-    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="encoder arithmetic: auto (bf16 where the CPU/GPU has it, else fp16 on CUDA, else fp32), "
-                             "exact (the reference fp32 arithmetic), fp32, bf16, fp16 (default: %(default)s)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads for the model (default: the CPUs this process may use)")
 
 
 def configure_threads(threads: int | None = None) -> int:

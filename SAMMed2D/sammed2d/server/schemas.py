@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..ids import ID_LENGTH
 from ..intensity import PRESETS
-from ..wire import DTYPES, ID_LENGTH
+from ..wire import DTYPES
 
 MAX_POINTS = 64
 MAX_KEYS = 64
@@ -57,7 +58,7 @@ class ImagePixels(Strict):
 
 
 class SegmentImageRequest(Prompt):
-    image_id: str = Field(pattern=ID_PATTERN, description="sammed2d.wire.image_id of the pixels")
+    image_id: str = Field(pattern=ID_PATTERN, description="sammed2d.ids.image_id of the pixels")
     image: ImagePixels | None = Field(None, description="the pixels, only when the server lacks this image")
     preset: Preset = "minmax"
 

@@ -19,13 +19,14 @@ import numpy as np
 
 from ..bounded_lru import BoundedLRU
 from ..errors import InputError
+from ..ids import image_id, volume_id
 from ..intensity import fit_mapping
 from ..models import LoadedModel
 from ..predictor import Prediction, Predictor
 from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
 from ..volumes import Geometry, Volume
-from ..wire import decode_array, decode_image, image_id, pack_mask, unpack_mask, volume_id, wire_dtype
+from ..wire import decode_array, decode_image, pack_mask, unpack_mask, wire_dtype
 from .errors import ApiError
 from .jobs import Emit, JobRegistry, PropagationJob
 from .locking import ModelLock
@@ -119,7 +120,7 @@ class SegmentationService:
         actual = volume_id(array, metadata.spacing, metadata.origin, metadata.direction)
         if actual != given_id:
             raise ApiError(400, "content_mismatch", f"the data hashes to {actual}, not {given_id}: compute the id with "
-                           "sammed2d.wire.volume_id over the same voxels and geometry")
+                           "sammed2d.ids.volume_id over the same voxels and geometry")
         geometry = Geometry(metadata.spacing, metadata.origin, metadata.direction)
         volume = Volume(array, geometry, source=f"upload {given_id}")
         self.volumes.put(given_id, volume)
@@ -207,7 +208,7 @@ class SegmentationService:
         actual = image_id(pixels)
         if actual != request.image_id:
             raise ApiError(400, "content_mismatch", f"the pixels hash to {actual}, not {request.image_id}: compute the "
-                           "id with sammed2d.wire.image_id over the same array")
+                           "id with sammed2d.ids.image_id over the same array")
         return pixels
 
     def _previous(self, handle: str | None, context: tuple) -> StoredResult | None:

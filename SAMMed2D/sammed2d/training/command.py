@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..intensity import PRESETS
 from ..models import ViTConfig
+from ..paper_data import read_json_index
 from ..volumes import AXES
 from . import datasets
 from .trainer import PRECISIONS, TRAINABLE, TrainingConfig, TrainingResult, train
@@ -78,9 +79,9 @@ def datasets_from_arguments(
 ]:
     """Training and validation sets; volumes are split whole, by ``--val-fraction`` and ``--seed``."""
     if args.json_dataset:
-        entries = datasets.read_json_index(_index_file(args.json_dataset, "image2label_train.json"))
+        entries = read_json_index(_index_file(args.json_dataset, "image2label_train.json"))
         if args.json_val:
-            held_out = datasets.read_json_index(_index_file(args.json_val, "label2image_test.json"))
+            held_out = read_json_index(_index_file(args.json_val, "label2image_test.json"))
             return datasets.JsonDataset(entries), datasets.JsonDataset(held_out)
         train_entries, val_entries = datasets.split_by_group(entries, args.val_fraction, args.seed)
         return datasets.JsonDataset(train_entries), datasets.JsonDataset(val_entries) if val_entries else None

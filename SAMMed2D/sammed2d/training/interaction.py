@@ -20,9 +20,9 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from .inputs import PreparedBatch
 from .losses import sam_med2d_loss
-from .prompts import box_from_mask, error_region_points, init_point_sampling
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from segment_anything.modeling import Sam
 from ..metrics import dice
 from ..models import LoadedModel, ModelSpec
 from ..models.acceleration import EXACT, EncoderRunner
+from ..paper_prompts import box_from_mask
 from ..predictor import Predictor
 from .datasets import TrainingItem
-from .prompts import box_from_mask
 
 
 def box_dice_sum(

@@ -1,7 +1,8 @@
-"""Prompt sampling of the SAM-Med2D training recipe (reference §4.3–4.4), seeded by a numpy Generator.
+"""Prompt rules of the SAM-Med2D paper (reference §4.3–4.4), seeded by a numpy Generator.
 
-Every function works on one 2D mask at the model's input resolution and returns coordinates as
-(x = column, y = row), the order the prompt encoder expects.
+Training simulates interaction with them and the benchmark scores the paper's modes with them, so both
+import this one module. Every function works on one 2D mask at the model's input resolution and returns
+coordinates as (x = column, y = row), the order the prompt encoder expects.
 """
 
 from __future__ import annotations

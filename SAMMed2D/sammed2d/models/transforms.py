@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from .models.architecture import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from .architecture import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
 Size = tuple[int, int]
 
