@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA, DEMO, require
 from sammed2d.evaluation.cases import image_set_case, read_manifest, volume_case
 from sammed2d.evaluation.command import benchmark, parse_model
-from sammed2d.evaluation.modes import ALL_MODES, PROPAGATION_MODES, evaluate_modes, expand_modes
+from sammed2d.evaluation.modes import ALL_MODES, EVERYTHING_MODE, PROPAGATION_MODES, evaluate_modes, expand_modes
 from sammed2d.evaluation.prompts import huang_points, shift_box
 from sammed2d.evaluation.runner import BenchmarkModel, BenchmarkSettings, run_benchmark
 from sammed2d.metrics import hd95
@@ -132,7 +132,7 @@ class Recorder:
 def test_prompts_depend_on_the_seed_and_mask_only():
     truth = np.zeros((64, 64), bool)
     truth[20:40, 10:30] = True
-    modes = tuple(mode for mode in ALL_MODES if mode not in PROPAGATION_MODES)
+    modes = tuple(mode for mode in ALL_MODES if mode not in (*PROPAGATION_MODES, EVERYTHING_MODE))
     answers = (truth, np.zeros_like(truth))  # two "models": one perfect, one finding nothing
     recorded = []
     for answer in answers:

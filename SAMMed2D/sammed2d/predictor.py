@@ -108,6 +108,34 @@ class Predictor:
             return self._answer_clicks_with_boxes(coords, labels, mask_prompt, multimask_output)
         return self._decode(coords, labels, boxes, mask_prompt, multimask_output)
 
+    @torch.inference_mode()
+    def decode_points(self, embedding: ImageEmbedding, points: np.ndarray,
+                      multimask_output: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each of ``points`` (N, 2 as x, y in slice pixels) as its own one-click prompt, one decoder call for all.
+
+        The decoder's raw answer (no click search, every output kept), as SAM's automatic mask generator asks
+        it: logits at the slice's resolution (N, M, H, W) and predicted IoU (N, M), M = 3 with multimask
+        output, on the model's device. Needs no ``set_embedding``.
+        """
+        height, width = embedding.original_size
+        coords, _ = _validate_points(points, np.ones(len(points)), width, height)
+        if coords is None:
+            raise InputError("decode_points needs at least one point")
+        spec, network, device = self.model.spec, self.model.network, self.model.device
+        scaled = torch.as_tensor(spec.transform.scale_points(coords, embedding.original_size), dtype=torch.float32)
+        labels = torch.ones((len(coords), 1), dtype=torch.int64, device=device)
+        sparse, dense = network.prompt_encoder(points=(scaled[:, None].to(device), labels), boxes=None, masks=None)
+        low_res, iou = network.mask_decoder(
+            image_embeddings=embedding.features,
+            image_pe=network.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        logits = spec.transform.logits_to_original(low_res.flatten(0, 1)[:, None], embedding.resized_size,
+                                                   embedding.original_size)
+        return logits[:, 0].unflatten(0, low_res.shape[:2]), iou.float()
+
     def _answer_clicks_with_boxes(self, coords: np.ndarray, labels: np.ndarray, mask_prompt: np.ndarray | None,
                                   multimask_output: bool | None) -> Prediction:
         """Clicks for a model trained with boxes only (see ``sammed2d.click_search``)."""

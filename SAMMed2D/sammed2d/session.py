@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .bounded_lru import BoundedLRU
 from .intensity import IntensityMapping
+from .everything import EverythingSettings, Suggestions, generate
 from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
 from .ids import volume_id
@@ -155,3 +156,12 @@ class VolumeSession:
             self.predictor.set_embedding(embedding)
             prediction = self.predictor.predict(points, point_labels, box, mask_logits, multimask_output)
         return Prediction(resampling.mask_to_slice(prediction.masks), prediction.scores, prediction.low_res_logits)
+
+    def suggest(self, axis: Axis, index: int, settings: EverythingSettings = EverythingSettings()) -> Suggestions:
+        """Everything mode on one slice (``sammed2d.everything``): masks found from a grid of clicks, on the
+        slice's pixels. The model lock is taken per batch of clicks, so other requests interleave."""
+        found = generate(self.predictor, self.embedding(axis, index), settings, self.model_lock)
+        resampling = self.resampling(axis)
+        if resampling.factor == 1:
+            return found
+        return found.mapped(resampling.mask_to_slice, lambda xy: (xy[0], xy[1] / resampling.factor))

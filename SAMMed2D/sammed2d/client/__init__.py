@@ -4,7 +4,16 @@ Nothing here may import torch, directly or through the engine; ``sammed2d.wire``
 engine module it uses.
 """
 
-from .client import Client, PropagatedSlice, PropagationStream, RemoteVolume, SegmentResult, Timeouts
+from .client import (
+    Client,
+    PropagatedSlice,
+    PropagationStream,
+    RemoteVolume,
+    SegmentResult,
+    SuggestedMask,
+    SuggestResult,
+    Timeouts,
+)
 from .errors import (
     ApiError,
     BadRequest,
@@ -21,5 +30,5 @@ from .local import LocalServer
 __all__ = [
     "ApiError", "BadRequest", "Client", "LocalServer", "PropagatedSlice", "PropagationStream", "ProtocolMismatch",
     "RemoteVolume", "SAMMed2DClientError", "SegmentResult", "ServerError", "ServerNotRunning", "ServerTimeout",
-    "Timeouts", "Unauthorized", "VolumeEvicted",
+    "SuggestedMask", "SuggestResult", "Timeouts", "Unauthorized", "VolumeEvicted",
 ]

@@ -38,12 +38,14 @@ ProgressCallback = Callable[[int, int, int], None]  # (done, planned, slice inde
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds; ``model`` covers a first click (encoder on a CPU) and each slice of a propagation."""
+    """Seconds; ``model`` covers a first click (encoder on a CPU) and each slice of a propagation, ``suggest`` one
+    slice of Everything mode (m² decoder calls: minutes on a CPU for a 32×32 grid)."""
 
     connect: float = 5.0
     quick: float = 30.0
     model: float = 300.0
     upload: float = 900.0
+    suggest: float = 3600.0
 
 
 @dataclass
@@ -103,6 +105,27 @@ class PropagatedSlice(PackedResult):
     score: float = 0.0
     done: int = 0
     planned: int = 0
+
+
+@dataclass(frozen=True)
+class SuggestedMask(PackedResult):
+    """One mask of Everything mode."""
+
+    score: float = 0.0  # the model's predicted IoU
+    stability: float = 0.0
+    area: int = 0
+    point: tuple[float, float] = (0.0, 0.0)  # the grid click (x, y) it answers
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    """Everything mode's answer for one slice: its masks, best rated first, and what they cost."""
+
+    masks: list[SuggestedMask]
+    prompts: int
+    decoded: int
+    seconds: float
+    embedding_cached: bool
 
 
 class PropagationStream:
@@ -301,6 +324,22 @@ class Client:
             self.pixel_uploads += 1
             response = self._request("POST", "/v1/images/segment", json=body, timeout=self.timeouts.model)
         return _segment_result(response.json())
+
+    def suggest(self, volume: RemoteVolume, axis: str, index: int,
+                settings: Mapping[str, Any] | None = None) -> SuggestResult:
+        """Everything mode on slice ``index`` normal to ``axis``: masks from a grid of clicks, filtered as SAM's
+        automatic mask generator does. ``settings`` are fields of ``sammed2d.everything.EverythingSettings``
+        (points_per_side, pred_iou_thresh, stability_score_thresh, ...); omitted ones keep the engine's defaults."""
+        body = {"axis": axis, "index": int(index), "preset": volume.preset, "settings": dict(settings or {})}
+        response = self._with_volume(volume, lambda: self._request(
+            "POST", f"/v1/volumes/{volume.id}/suggest", json=body, timeout=self.timeouts.suggest))
+        answer = response.json()
+        masks = [SuggestedMask(**_packed_fields(item["mask"]), score=float(item["score"]),
+                               stability=float(item["stability"]), area=int(item["area"]),
+                               point=(float(item["point"][0]), float(item["point"][1])))
+                 for item in answer["masks"]]
+        return SuggestResult(masks, int(answer["prompts"]), int(answer["decoded"]), float(answer["seconds"]),
+                           bool(answer["embedding_cached"]))
 
     # propagation
 

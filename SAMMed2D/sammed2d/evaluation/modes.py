@@ -3,7 +3,8 @@
 Every mode family draws from its own generator, seeded by the mask's identity (not by the model or
 by which other modes run), so all models see the same prompts and a mode's prompts do not change
 when modes are added. Iterative clicks depend on each model's own errors after the first click, as
-in the paper's test.
+in the paper's test. Everything mode prompts nothing per mask: the slice's automatic masks (one run per
+slice) are matched to each ground-truth mask, the best one (highest Dice) scoring, as Huang et al. do.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator, Sequence
 
 import numpy as np
 
+from ..everything import Suggestion, Suggestions
 from ..masks import bounding_box
 from ..predictor import Prediction
 from ..paper_prompts import box_from_mask, error_region_points, init_point_sampling
@@ -31,12 +33,16 @@ PROPAGATION_MODES = ("propagate-box", "propagate-click")
 #: Huang's "box" is the tight box of the mask: the "box" mode (masks are single connected components)
 HUANG_MODES = ("huang-1pt", "huang-5pos", "huang-5pos-5neg", "box", "huang-box-1pt")
 RANDOMNESS_MODES = tuple(f"{kind}-shift-{low}-{high}" for kind in ("box", "1pt") for low, high in SHIFTS)
+#: Huang's S1: masks from a 32×32 grid of clicks with SAM's automatic mask generator filters (m² decoder calls
+#: per slice: minutes on a CPU)
+EVERYTHING_MODE = "everything"
 ALL_MODES = ("box", *CLICK_MODES, "points3", "points5", *PROPAGATION_MODES, *HUANG_MODES[:3], HUANG_MODES[4],
-             *RANDOMNESS_MODES)
+             *RANDOMNESS_MODES, EVERYTHING_MODE)
 GROUPS = {"paper": PAPER_MODES, "clicks": CLICK_MODES, "propagation": PROPAGATION_MODES, "huang": HUANG_MODES,
           "randomness": RANDOMNESS_MODES, "all": ALL_MODES}
 
 Segment = Callable[..., Prediction]  # segment(points=, point_labels=, box=, mask_logits=) on one slice
+Suggest = Callable[[], Suggestions]  # Everything mode on the mask's slice
 
 
 def expand_modes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -77,15 +83,23 @@ class Outcome:
 
 
 def evaluate_modes(
-    segment: Segment, truth: np.ndarray, modes: tuple[str, ...], seed: int, identity: str
+    segment: Segment, truth: np.ndarray, modes: tuple[str, ...], seed: int, identity: str,
+    suggest: Suggest | None = None,
 ) -> Iterator[Outcome]:
-    """Prompt the model for one ground-truth mask in every chosen 2D mode (propagation is volume-level)."""
+    """Prompt the model for one ground-truth mask in every chosen 2D mode (propagation is volume-level).
+
+    ``suggest`` gives the slice's Everything-mode masks; it is needed only for that mode."""
     shape = truth.shape
     clicks = [mode for mode in CLICK_MODES if mode in modes]
     if clicks:
         yield from _iterative_clicks(segment, truth, clicks, structure_rng(seed, identity, "clicks"))
     for mode in modes:
         if mode in CLICK_MODES or mode in PROPAGATION_MODES:
+            continue
+        if mode == EVERYTHING_MODE:
+            if suggest is None:
+                raise ValueError("the everything mode needs the slice's suggestions (suggest=)")
+            yield _matched(suggest(), truth)
             continue
         rng = structure_rng(seed, identity, mode)
         prompt: dict = {}
@@ -109,6 +123,41 @@ def evaluate_modes(
         started = time.perf_counter()
         prediction = segment(**prompt)
         yield Outcome(mode, prediction.masks[0], float(prediction.scores[0]), time.perf_counter() - started)
+
+
+def best_match(masks: Sequence[Suggestion], truth: np.ndarray) -> Suggestion | None:
+    """The suggested mask with the highest Dice against ``truth`` (None when nothing overlaps it)."""
+    best, best_dice = None, 0.0
+    truth_area = int(truth.sum())
+    for item in masks:
+        x0, y0, x1, y1 = item.box
+        overlap = int(np.logical_and(truth[y0:y1, x0:x1], item.crop).sum())
+        score = 2 * overlap / (truth_area + item.area)
+        if score > best_dice:
+            best, best_dice = item, score
+    return best
+
+
+def _matched(suggestions: Suggestions, truth: np.ndarray) -> Outcome:
+    """The timing is the slice's whole Everything run, shared by all its masks."""
+    match = best_match(suggestions.masks, truth)
+    if match is None:
+        return Outcome(EVERYTHING_MODE, np.zeros(truth.shape, dtype=bool), float("nan"), suggestions.seconds)
+    return Outcome(EVERYTHING_MODE, match.mask, match.score, suggestions.seconds)
+
+
+class SliceSuggestions:
+    """Everything mode's result for the slice being evaluated, computed once for all of its masks (the
+    benchmark visits a slice's masks together, so only the last slice is kept)."""
+
+    def __init__(self) -> None:
+        self._key: Hashable = None
+        self._value: Suggestions | None = None
+
+    def get(self, key: Hashable, compute: Suggest) -> Suggestions:
+        if self._value is None or key != self._key:
+            self._key, self._value = key, compute()
+        return self._value
 
 
 def _distance(mode: str) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..everything import EverythingSettings, Suggestions, generate
 from ..intensity import fit_mapping
 from ..metrics import dice, hd95, iou
 from ..models import LoadedModel
@@ -25,7 +26,7 @@ from ..paper_prompts import EIGHT_CONNECTED, box_from_mask
 from ..volumes import Axis, stack_slices
 from .cases import Case, ImageSetCase, Structure, VolumeCase
 from .factors import MaskFactors, mask_factors
-from .modes import PROPAGATION_MODES, evaluate_modes, structure_rng
+from .modes import PROPAGATION_MODES, SliceSuggestions, evaluate_modes, structure_rng
 from .prompts import huang_points
 from ..errors import InputError
 
@@ -51,6 +52,8 @@ class BenchmarkSettings:
     progress: bool = True
     #: first and last slice (inclusive) along the axis; 3D metrics then cover this slab only
     slices: tuple[int, int] | None = None
+    #: the everything mode's grid and filters (default: SAM's automatic mask generator)
+    everything: EverythingSettings = EverythingSettings()
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
     predicted: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     missing = [index for index in sorted({s.index for s in structures}) if not session.is_cached(axis, index)]
+    everything = SliceSuggestions()
     encoder.record(len(missing), lambda: session.encode_ahead(axis, missing))  # batched where the device gains
     progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:  # a slice evicted from a small cache meanwhile is encoded again, and counted
@@ -152,8 +156,11 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
         def segment(**prompt) -> Prediction:
             return session.segment(axis, structure.index, **prompt)
 
+        def suggest() -> Suggestions:
+            return everything.get(structure.index, lambda: session.suggest(axis, structure.index, settings.everything))
+
         for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
-                                      _identity(case.name, structure)):
+                                      _identity(case.name, structure), suggest):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, spacing,
                                            outcome.score, outcome.decoder_seconds, factors))
             slices = predicted.setdefault((outcome.mode, structure.label), {})
@@ -225,6 +232,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
     encoder = _Encoder(results, entry.key)
     identity = predictor.model.identity
+    everything = SliceSuggestions()
     progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:
         cache_key = ("image-set", case.name, structure.index, *identity)
@@ -242,8 +250,11 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
             predictor.set_embedding(embedding)
             return predictor.predict(**prompt)
 
+        def suggest() -> Suggestions:
+            return everything.get(structure.index, lambda: generate(predictor, embedding, settings.everything))
+
         for outcome in evaluate_modes(segment, structure.mask, modes_2d, settings.seed,
-                                      _identity(case.name, structure)):
+                                      _identity(case.name, structure), suggest):
             results.masks.append(_mask_row(entry.key, outcome.mode, case.name, structure, outcome.mask, (1.0, 1.0),
                                            outcome.score, outcome.decoder_seconds, factors))
 

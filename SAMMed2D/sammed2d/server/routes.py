@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..intensity import PRESETS
+from ..everything import Suggestions
 from ..volumes import AXES
-from ..wire import IDENTITY_DIRECTION, PROTOCOL_VERSION
+from ..wire import IDENTITY_DIRECTION, PROTOCOL_VERSION, pack_mask
 from .errors import ApiError
 from .schemas import (
     HANDLE_PATTERN,
@@ -34,12 +35,15 @@ from .schemas import (
     SegmentResponse,
     SegmentSliceRequest,
     ServerInfo,
+    SuggestedMask,
+    SuggestResponse,
+    SuggestSliceRequest,
     VolumeInfo,
 )
 from .jobs import JobStatus
 from .service import SegmentationService, SegmentOutcome, VolumeMetadata
 
-CAPABILITIES = ["volumes", "images", "refine", "propagate", "prefetch", "cancel"]
+CAPABILITIES = ["volumes", "images", "refine", "propagate", "prefetch", "cancel", "suggest"]
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 411, 413, 422, 429, 500)}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}}}
@@ -118,6 +122,12 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
         """Segment one slice from points, a box and/or an earlier result; the mask comes back as a packed crop."""
         return await run_in_threadpool(lambda: _response(service.segment_slice(volume_id, body)))
 
+    @router.post("/volumes/{volume_id}/suggest", response_model=SuggestResponse)
+    async def suggest_slice(body: SuggestSliceRequest, volume_id: str = VolumePath) -> Response:
+        """Everything mode: masks found on one slice from an m×m grid of clicks, filtered by the model's predicted
+        IoU, their stability and box NMS (SAM's automatic mask generator; its defaults). Takes m² decoder calls."""
+        return await run_in_threadpool(lambda: _suggestions(*service.suggest_slice(volume_id, body)))
+
     @router.post("/images/segment", response_model=SegmentResponse)
     async def segment_image(body: SegmentImageRequest) -> Response:
         """Stateless mode: name the image by its content id; send its pixels only after a 404 image_not_cached."""
@@ -177,6 +187,14 @@ def _response(outcome: SegmentOutcome) -> Response:
     FastAPI's response validation), which on a busy CPU costs a scheduler wake-up each."""
     body = SegmentResponse(mask=outcome.packed, score=outcome.score, area=outcome.area, handle=outcome.handle,
                            embedding_cached=outcome.embedding_cached)
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _suggestions(found: Suggestions, cached: bool) -> Response:
+    masks = [SuggestedMask(mask=pack_mask(item.mask), score=item.score, stability=item.stability, area=item.area,
+                           point=list(item.point)) for item in found.masks]
+    body = SuggestResponse(masks=masks, prompts=found.prompts, decoded=found.decoded, seconds=found.seconds,
+                           embedding_cached=cached)
     return Response(body.model_dump_json(), media_type="application/json")
 
 

@@ -172,3 +172,38 @@ class ServerInfo(BaseModel):
 class ErrorBody(BaseModel):
     error: str = Field(description="stable code for programs, e.g. volume_unknown")
     detail: str = Field(description="what went wrong and what to do, for people")
+
+
+class EverythingOptions(Strict):
+    """Every field of ``sammed2d.everything.EverythingSettings``, each optional: the defaults are the engine's
+    (SAM's automatic mask generator; a test keeps the two in step)."""
+
+    points_per_side: int | None = Field(None, ge=1, le=256, description="an m×m grid of clicks: m² decoder calls")
+    points_per_batch: int | None = Field(None, ge=1, le=1024)
+    pred_iou_thresh: float | None = Field(None, ge=0, le=1)
+    stability_score_thresh: float | None = Field(None, ge=0, le=1)
+    stability_score_offset: float | None = Field(None, ge=0, le=100)
+    box_nms_thresh: float | None = Field(None, ge=0, le=1)
+
+
+class SuggestSliceRequest(Strict):
+    axis: Axis
+    index: int = Field(ge=0, le=1_000_000)
+    preset: Preset = "minmax"
+    settings: EverythingOptions = Field(default_factory=EverythingOptions)
+
+
+class SuggestedMask(BaseModel):
+    mask: PackedMask
+    score: float = Field(description="the model's predicted IoU")
+    stability: float = Field(description="IoU of the mask thresholded at +offset and -offset logits")
+    area: int
+    point: list[float] = Field(description="the grid click (x, y) in slice pixels that this mask answers")
+
+
+class SuggestResponse(BaseModel):
+    masks: list[SuggestedMask] = Field(description="best rated first")
+    prompts: int = Field(description="grid clicks decoded")
+    decoded: int = Field(description="masks the decoder returned before the filters")
+    seconds: float
+    embedding_cached: bool

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..bounded_lru import BoundedLRU
 from ..errors import InputError
+from ..everything import EverythingSettings, Suggestions
 from ..ids import image_id, volume_id
 from ..intensity import fit_mapping
 from ..models import LoadedModel
@@ -32,7 +33,14 @@ from .jobs import Emit, JobRegistry, PropagationJob
 from .locking import ModelLock
 from .prefetch import Prefetcher
 from .results import ResultStore, StoredResult
-from .schemas import Prompt, PropagateRequest, PropagationKey, SegmentImageRequest, SegmentSliceRequest
+from .schemas import (
+    Prompt,
+    PropagateRequest,
+    PropagationKey,
+    SegmentImageRequest,
+    SegmentSliceRequest,
+    SuggestSliceRequest,
+)
 from .store import VolumeStore
 
 logger = logging.getLogger(__name__)
@@ -230,6 +238,19 @@ class SegmentationService:
         handle = self.results.add(StoredResult(context, mask, prediction.low_res_logits[0], score))
         packed = pack_mask(mask, None if previous is None else previous.mask)
         return SegmentOutcome(packed, score, int(mask.sum()), handle, cached)
+
+    # Everything mode
+
+    def suggest_slice(self, given_id: str, request: SuggestSliceRequest) -> tuple[Suggestions, bool]:
+        """Everything mode on one slice, and whether its embedding was ready. Its model calls yield to clicks
+        (a grid takes m² decoder calls), one batch of grid points at a time."""
+        session = self.session(given_id, request.preset)
+        with client_mistakes():
+            session.volume.slice(request.axis, request.index)
+            settings = EverythingSettings(**request.settings.model_dump(exclude_none=True))
+        cached = session.is_cached(request.axis, request.index)
+        with self.lock.background():
+            return session.suggest(request.axis, request.index, settings), cached
 
     # propagation
 

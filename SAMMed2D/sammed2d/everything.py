@@ -1,0 +1,187 @@
+"""Everything mode: masks for a whole slice from a grid of one-click prompts, with no user prompt.
+
+This is the "everything" setting of Huang et al. (S1), which runs SAM's automatic mask generator: one
+positive click at the centre of every cell of an m×m grid, each answered by the decoder as it is (all
+three multimask outputs kept); a mask stays only if the model rates it well (predicted IoU above a
+threshold) and it is stable (thresholding its logits a little higher or lower changes little: the IoU of
+the masks at +offset and −offset), and duplicates are removed by non-maximum suppression on their boxes.
+The defaults are SAM's. A model trained with boxes only (LiteMedSAM) rates its own answers to single
+clicks low, so with these defaults it keeps little or nothing: the thresholds are settings, not facts.
+
+The decoder runs once per grid point, so time grows with m²: it is done in batches, and the model lock
+(when given) is taken per batch so that a user's clicks are not held up for the whole grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torchvision.ops import nms
+
+from .errors import InputError
+from .masks import bounding_box
+from .predictor import ImageEmbedding, Predictor
+
+logger = logging.getLogger(__name__)
+
+#: the paper's grid-size ablation goes up to 256² points
+MAX_POINTS_PER_SIDE = 256
+
+
+@dataclass(frozen=True)
+class EverythingSettings:
+    """SAM's automatic mask generator settings (its names and defaults), without crops or hole filling."""
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    #: keep masks whose predicted IoU is above this
+    pred_iou_thresh: float = 0.88
+    #: keep masks whose stability score is at least this
+    stability_score_thresh: float = 0.95
+    #: logit offset of the stability score's two thresholds
+    stability_score_offset: float = 1.0
+    #: of two masks whose boxes overlap more than this (IoU), the lower-rated one goes
+    box_nms_thresh: float = 0.7
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.points_per_side <= MAX_POINTS_PER_SIDE:
+            raise InputError(f"points_per_side must be 1..{MAX_POINTS_PER_SIDE}; got {self.points_per_side}")
+        if self.points_per_batch < 1:
+            raise InputError(f"points_per_batch must be at least 1; got {self.points_per_batch}")
+        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise InputError(f"{name} must be in 0..1; got {value}")
+        if not 0 <= self.stability_score_offset <= 100:
+            raise InputError(f"stability_score_offset must be in 0..100 (logits); got {self.stability_score_offset}")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One mask found on the slice, stored as the crop of its bounding box."""
+
+    shape: tuple[int, int]  # (H, W) of the slice
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the crop, max corner exclusive
+    crop: np.ndarray = field(repr=False)  # bool (y1 - y0, x1 - x0)
+    score: float  # the model's predicted IoU
+    stability: float
+    point: tuple[float, float]  # the grid click (x, y) it answers
+
+    @property
+    def area(self) -> int:
+        return int(self.crop.sum())
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The full-size boolean mask."""
+        mask = np.zeros(self.shape, dtype=bool)
+        x0, y0, x1, y1 = self.box
+        mask[y0:y1, x0:x1] = self.crop
+        return mask
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, score: float, stability: float, point: tuple[float, float]) -> "Suggestion":
+        box = bounding_box(mask)
+        if box is None:
+            raise ValueError("a suggestion needs a non-empty mask")
+        x0, y0, x1, y1 = box
+        return cls((mask.shape[0], mask.shape[1]), box, mask[y0:y1, x0:x1].copy(), score, stability, point)
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What Everything mode kept on one slice, best rated first, and what it cost."""
+
+    masks: tuple[Suggestion, ...]
+    prompts: int  # grid points decoded
+    decoded: int  # masks the decoder returned (three per point with multimask output)
+    seconds: float
+
+    def mapped(self, mask_to_slice: Callable[[np.ndarray], np.ndarray],
+               point_to_slice: Callable[[tuple[float, float]], tuple[float, float]]) -> "Suggestions":
+        """The same suggestions on another pixel grid (a session's slice when the model saw it resampled)."""
+        moved = []
+        for item in self.masks:
+            mask = mask_to_slice(item.mask)
+            if mask.any():
+                moved.append(Suggestion.from_mask(mask, item.score, item.stability, point_to_slice(item.point)))
+        return Suggestions(tuple(moved), self.prompts, self.decoded, self.seconds)
+
+
+def point_grid(points_per_side: int, height: int, width: int) -> np.ndarray:
+    """(m², 2) clicks (x, y) at the centres of an m×m grid of equal cells over the slice, row by row."""
+    centres = (np.arange(points_per_side) + 0.5) / points_per_side
+    xs, ys = np.meshgrid(centres * width, centres * height)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
+    """IoU of the masks thresholded at ``threshold + offset`` and ``threshold - offset`` over the last two
+    dimensions. The first lies inside the second, so it is a ratio of areas; NaN when both are empty."""
+    inner = (logits > threshold + offset).flatten(-2).sum(-1)
+    outer = (logits > threshold - offset).flatten(-2).sum(-1)
+    return inner.double() / outer.double()
+
+
+def suppress_duplicates(masks: list[Suggestion], iou_threshold: float) -> list[Suggestion]:
+    """Greedy box non-maximum suppression by predicted IoU (best first), as SAM does; returns the kept, best first."""
+    if not masks:
+        return []
+    boxes = torch.tensor([item.box for item in masks], dtype=torch.float32)
+    scores = torch.tensor([item.score for item in masks], dtype=torch.float32)
+    return [masks[i] for i in nms(boxes, scores, iou_threshold).tolist()]
+
+
+def select(masks: list[Suggestion], settings: EverythingSettings) -> list[Suggestion]:
+    """The masks that pass the settings' predicted-IoU and stability thresholds, then box NMS."""
+    passed = [item for item in masks
+              if item.score > settings.pred_iou_thresh and item.stability >= settings.stability_score_thresh]
+    return suppress_duplicates(passed, settings.box_nms_thresh)
+
+
+def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings,
+               lock: AbstractContextManager | None = None) -> tuple[list[Suggestion], int, int]:
+    """Every non-empty mask of the grid that passes the two thresholds (before NMS), the points decoded and the
+    masks decoded. ``lock`` is taken around each batch's decoder call."""
+    height, width = embedding.original_size
+    points = point_grid(settings.points_per_side, height, width)
+    threshold = predictor.model.network.mask_threshold
+    found: list[Suggestion] = []
+    decoded = 0
+    for start in range(0, len(points), settings.points_per_batch):
+        batch = points[start : start + settings.points_per_batch]
+        with lock if lock is not None else nullcontext():
+            logits, scores = predictor.decode_points(embedding, batch)
+        outputs = logits.shape[1]
+        decoded += len(batch) * outputs
+        logits, scores = logits.flatten(0, 1), scores.flatten()
+        origins = np.repeat(batch, outputs, axis=0)
+        rated = torch.nonzero(scores > settings.pred_iou_thresh).flatten()
+        stability = stability_score(logits[rated], threshold, settings.stability_score_offset)
+        stable = rated[stability >= settings.stability_score_thresh]  # NaN (nothing above either cut) fails
+        masks = (logits[stable] > threshold).cpu().numpy()
+        kept_scores = scores[stable].cpu().tolist()
+        kept_stability = stability[stability >= settings.stability_score_thresh].cpu().tolist()
+        for mask, score, steady, number in zip(masks, kept_scores, kept_stability, stable.tolist()):
+            if mask.any():
+                x, y = origins[number]
+                found.append(Suggestion.from_mask(mask, score, steady, (float(x), float(y))))
+    return found, len(points), decoded
+
+
+def generate(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings = EverythingSettings(),
+             lock: AbstractContextManager | None = None) -> Suggestions:
+    """Everything mode on one encoded slice (see the module's description)."""
+    started = time.perf_counter()
+    found, prompts, decoded = candidates(predictor, embedding, settings, lock)
+    kept = select(found, settings)
+    seconds = time.perf_counter() - started
+    logger.info("everything mode: %d points, %d masks decoded, %d pass the thresholds, %d kept after NMS (%.1f s)",
+                prompts, decoded, len(found), len(kept), seconds)
+    return Suggestions(tuple(kept), prompts, decoded, seconds)
