@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
+from .model_images import model_rows, slice_rows
 from .paper_prompts import EIGHT_CONNECTED
 from .volumes import Axis, Volume
 
@@ -140,13 +141,18 @@ class SliceEntry:
 
 def paper_slice_entries(case: int, labels: Volume, axis: Axis, min_mask_pixels: int) -> list[SliceEntry]:
     """The slices along ``axis`` with a mask the paper keeps: none when the slices are too elongated (short side
-    under half the long one), else every component of ``min_mask_pixels`` or more at 256×256."""
+    under half the long one), else every component of ``min_mask_pixels`` or more at 256×256.
+
+    Both rules measure the model image (square pixels, ``model_images``), as the model sees the slice.
+    """
     height, width = labels.slice(axis, 0).shape
-    if min(height, width) * 2 < max(height, width):
-        logger.info("%s: slices along %s are %d×%d, too elongated for training; skipped", labels.source, axis,
-                    width, height)
+    square_rows = model_rows(labels, axis)
+    if min(square_rows, width) * 2 < max(square_rows, width):
+        logger.info("%s: slices along %s are %d×%d (square pixels), too elongated for training; skipped",
+                    labels.source, axis, width, square_rows)
         return []
-    rows = np.arange(MASK_AREA_SIZE) * height // MASK_AREA_SIZE  # nearest-neighbour resize, as the model input
+    # nearest-neighbour resize of the model image, as the model input
+    rows = slice_rows(height, square_rows)[np.arange(MASK_AREA_SIZE) * square_rows // MASK_AREA_SIZE]
     cols = np.arange(MASK_AREA_SIZE) * width // MASK_AREA_SIZE
     entries = []
     for index in range(labels.slice_count(axis)):

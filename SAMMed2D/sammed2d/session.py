@@ -13,18 +13,14 @@ from dataclasses import dataclass
 from typing import Hashable, Iterable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .bounded_lru import BoundedLRU
 from .intensity import IntensityMapping
+from .model_images import model_image, model_rows
 from .everything import EverythingSettings, Suggestions, generate
 from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
 from .volumes import Axis, Volume
 from .ids import volume_id
-
-#: pixel aspect ratios closer to 1 than this are treated as square
-_ASPECT_TOLERANCE = 0.01
 
 
 class EmbeddingCache(BoundedLRU[Hashable, ImageEmbedding]):
@@ -90,22 +86,11 @@ class VolumeSession:
         return (self.volume_id, axis, index, mapping, self.predictor.model.identity)
 
     def resampling(self, axis: Axis) -> SliceResampling:
-        rows = self.volume.slice(axis, 0).shape[0]
-        row_spacing, column_spacing = self.volume.pixel_spacing(axis)
-        aspect = row_spacing / column_spacing
-        model_rows = rows if abs(aspect - 1) <= _ASPECT_TOLERANCE else max(2, round(rows * aspect))
-        return SliceResampling(rows, model_rows)
+        return SliceResampling(self.volume.slice(axis, 0).shape[0], model_rows(self.volume, axis))
 
     def model_image(self, axis: Axis, index: int) -> np.ndarray:
-        """The slice as the model sees it: mapped to 0..255 and resampled to square pixels."""
-        image = self.mapping.apply(self.volume.slice(axis, index))
-        resampling = self.resampling(axis)
-        if resampling.model_rows == resampling.rows:
-            return image
-        tensor = torch.from_numpy(image)[None, None]
-        resized = F.interpolate(tensor, size=(resampling.model_rows, image.shape[1]), mode="bilinear",
-                                align_corners=False)
-        return resized[0, 0].numpy()
+        """The slice as the model sees it (``model_images``: the path training takes too)."""
+        return model_image(self.volume, self.mapping, axis, index)
 
     def embedding(self, axis: Axis, index: int) -> ImageEmbedding:
         """The slice's embedding: cached, or computed once however many callers ask for it meanwhile."""

@@ -1,7 +1,8 @@
 """Training data: SAM-Med2D 2D JSON datasets as released, and 3D volumes with label maps sliced as the paper does.
 
-Both yield ``TrainingItem``s: one 8-bit slice and the binary masks of the structures on it. Bad data
-fails early or on first read with a ``DatasetError`` that names the file, never deep inside training.
+Both yield ``TrainingItem``s: one image and the binary masks of the structures on it. A volume's slice is
+the model image inference segments (``model_images``: mapped intensities, square pixels), its masks on the
+same grid. Bad data fails early or on first read with a ``DatasetError`` that names the file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import InputError
-from ..intensity import fit_mapping
+from ..intensity import IntensityMapping, fit_mapping
+from ..model_images import mask_to_model, model_image
 from ..paper_data import DatasetError, JsonEntry, SliceEntry, entry_masks, paper_slice_entries, read_json_entry
 from ..volumes import AXES, Volume, read_labels, read_volume
 
@@ -28,7 +30,8 @@ Group = TypeVar("Group")
 class TrainingItem:
     """One slice and its structures."""
 
-    #: (H, W) uint8 grey, or (H, W, 3) uint8 in BGR order for colour PNGs (as the reference read them with OpenCV)
+    #: (H, W) float32 0..255 model image of a volume's slice; of a PNG, (H, W) uint8 grey or (H, W, 3) uint8 in
+    #: BGR order for colour (as the reference read them with OpenCV)
     image: np.ndarray
     masks: tuple[np.ndarray, ...]  # (H, W) bool each, one per structure or connected part
     source: str
@@ -80,8 +83,9 @@ class VolumeCase:
 class VolumeSliceDataset(Dataset[TrainingItem]):
     """2D slices of volumes along chosen axes, with the paper's preprocessing.
 
-    Intensities are mapped to 0..255 once per volume (``preset``, default the paper's min–max);
-    slices whose short side is under half the long side are skipped; each label value and each of
+    Intensities are mapped to 0..255 with a mapping fitted once per volume (``preset``, default the paper's
+    min–max) and slices are resampled to square pixels, exactly as inference does; slices whose short side
+    is under half the long side are skipped; each label value and each of
     its connected components is one mask; masks under ``min_mask_pixels`` at 256×256 are dropped.
     ``slices`` (first, last, inclusive) keeps only those slice indices along every axis, so the other
     slices of the same volumes can be held out for the benchmark's ``--slices``.
@@ -102,9 +106,11 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
         if slices is not None and not 0 <= slices[0] <= slices[1]:
             raise InputError(f"slices must be FIRST <= LAST, both 0 or more; got {slices}")
         self.cases = list(cases)
-        self._volumes: list[tuple[Volume, Volume]] = [_load_case(case, preset) for case in self.cases]
+        self._volumes: list[tuple[Volume, IntensityMapping, Volume]] = [
+            _load_case(case, preset) for case in self.cases
+        ]
         self.entries: list[SliceEntry] = []
-        for number, (_, labels) in enumerate(self._volumes):
+        for number, (_, _, labels) in enumerate(self._volumes):
             for axis in dict.fromkeys(axes):
                 found = paper_slice_entries(number, labels, axis, min_mask_pixels)  # type: ignore[arg-type]
                 self.entries.extend(entry for entry in found if slices is None or slices[0] <= entry.index <= slices[1])
@@ -117,13 +123,14 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
 
     def __getitem__(self, index: int) -> TrainingItem:
         entry = self.entries[index]
-        image, labels = self._volumes[entry.case]
-        masks = tuple(mask for _, _, mask in entry_masks(labels, entry))
+        volume, mapping, labels = self._volumes[entry.case]
+        image = model_image(volume, mapping, entry.axis, entry.index)
+        masks = tuple(mask_to_model(mask, image.shape[0]) for _, _, mask in entry_masks(labels, entry))
         source = f"{self.cases[entry.case].image} {entry.axis}={entry.index}"
-        return TrainingItem(image.slice(entry.axis, entry.index), masks, source)
+        return TrainingItem(image, masks, source)
 
 
-def _load_case(case: VolumeCase, preset: str) -> tuple[Volume, Volume]:
+def _load_case(case: VolumeCase, preset: str) -> tuple[Volume, IntensityMapping, Volume]:
     for path in (case.image, case.labels):
         if not Path(path).exists():
             raise DatasetError(f"{path} does not exist")
@@ -134,9 +141,10 @@ def _load_case(case: VolumeCase, preset: str) -> tuple[Volume, Volume]:
         raise DatasetError(str(error)) from error
     if not np.any(labels.array):
         raise DatasetError(f"{case.labels} is empty: it labels no voxel")
+    if not np.isfinite(volume.array).all():
+        raise DatasetError(f"{case.image} contains NaN or infinite values")
     try:
-        mapped = fit_mapping(volume.array, preset).apply(volume.array)
+        mapping = fit_mapping(volume.array, preset)
     except ValueError as error:
         raise DatasetError(f"{case.image}: {error}") from error
-    image = Volume(np.rint(mapped).astype(np.uint8), volume.geometry, volume.source)
-    return image, labels
+    return volume, mapping, labels
