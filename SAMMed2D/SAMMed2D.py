@@ -8,12 +8,12 @@ scripts and headless runs.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Optional
 
 import slicer
-from SAMMed2DLib.engine import ENGINE_PACKAGE, EngineStatus, engineStatus
+from SAMMed2DLib.engine import EngineStatus, engineStatus
+from SAMMed2DLib.selftest import EngineSelfTest
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -96,8 +96,8 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         ScriptedLoadableModuleWidget.setup(self)
         from concurrent.futures import ThreadPoolExecutor
 
-        import qt
         from SAMMed2DLib.connection import shared_connection
+        from SAMMed2DLib.panel import pollTimer
 
         self.logic = SAMMed2DLogic()
         self.connection = shared_connection()
@@ -106,9 +106,7 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         self.setupDependencySection()
         self.layout.addStretch(1)
 
-        self.timer = qt.QTimer()
-        self.timer.setInterval(self.POLL_MSEC)
-        self.timer.connect("timeout()", self.onPoll)
+        self.timer = pollTimer(self.POLL_MSEC, self.onPoll)
         self.timer.start()
         slicer.app.aboutToQuit.connect(self.onAboutToQuit)
         self.onModeChanged()
@@ -121,13 +119,10 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         import ctk
         import qt
         from SAMMed2DLib.connection import MODEL_CHOICES
+        from SAMMed2DLib.panel import collapsibleForm, selectableLabel
 
-        section = ctk.ctkCollapsibleButton()
-        section.text = "Model server"
-        self.layout.addWidget(section)
-        form = qt.QFormLayout(section)
-
-        self.connectionLabel = self.selectableLabel()
+        form = collapsibleForm(self.layout, "Model server")
+        self.connectionLabel = selectableLabel()
         form.addRow("Status:", self.connectionLabel)
 
         modes = qt.QHBoxLayout()
@@ -194,22 +189,19 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         self.testButton.toolTip = "Connect, check the protocol version and the token, and use this server."
         self.testButton.connect("clicked(bool)", self.onTestButton)
         remote.addRow(self.testButton)
-        self.remoteLabel = self.selectableLabel()
+        self.remoteLabel = selectableLabel()
         remote.addRow(self.remoteLabel)
         form.addRow(self.remoteFrame)
 
     def setupDependencySection(self) -> None:
         """What this Slicer's Python can do, and the Install… button for what is missing."""
-        import ctk
         import qt
+        from SAMMed2DLib.panel import collapsibleForm, selectableLabel
 
-        section = ctk.ctkCollapsibleButton()
-        section.text = "Dependencies"
-        self.layout.addWidget(section)
-        form = qt.QFormLayout(section)
-        self.engineStatusLabel = self.selectableLabel()
+        form = collapsibleForm(self.layout, "Dependencies")
+        self.engineStatusLabel = selectableLabel()
         form.addRow("Engine:", self.engineStatusLabel)
-        self.deviceLabel = self.selectableLabel()
+        self.deviceLabel = selectableLabel()
         form.addRow("Device:", self.deviceLabel)
         buttons = qt.QHBoxLayout()
         self.installButton = qt.QPushButton("Install…")
@@ -221,15 +213,6 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         buttons.addWidget(self.installButton)
         buttons.addWidget(self.refreshButton)
         form.addRow(buttons)
-
-    @staticmethod
-    def selectableLabel():
-        import qt
-
-        label = qt.QLabel()
-        label.wordWrap = True
-        label.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
-        return label
 
     def cleanup(self) -> None:
         """The module is reloaded or the application closes; a running server is left to onAboutToQuit / atexit."""
@@ -421,17 +404,13 @@ class SAMMed2DLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class SAMMed2DTest(ScriptedLoadableModuleTest):
+class SAMMed2DTest(EngineSelfTest, ScriptedLoadableModuleTest):
     """Self-test run inside Slicer (Reload and Test, or ctest via slicer_add_python_unittest).
 
     It drives the effect's core through a real local model server on a generated CT volume and checks
     voxels against the phantom's known anatomy, then undo. It needs the engine's dependencies in Slicer's
     Python (the module panel's Install…); without them it fails and says so.
     """
-
-    def setUp(self) -> None:
-        """Start from an empty scene so that tests do not depend on each other."""
-        slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         self.setUp()
@@ -440,15 +419,6 @@ class SAMMed2DTest(ScriptedLoadableModuleTest):
         self.test_EffectRegistered()
         self.setUp()
         self.test_SegmentAndUndo()
-
-    def test_EngineVersion(self) -> None:
-        """The engine shipped with the module must be importable and report its version."""
-        status = SAMMed2DLogic().engineStatus()
-        self.assertIsNone(status.error)
-        engine = importlib.import_module(ENGINE_PACKAGE)
-        self.assertTrue(os.path.samefile(os.path.dirname(engine.__file__),
-                                         os.path.join(os.path.dirname(__file__), ENGINE_PACKAGE)),
-                        "Slicer imported another sammed2d than the one shipped with the module")
 
     def test_EffectRegistered(self) -> None:
         """The Segment Editor lists the effect and can activate it."""

@@ -22,7 +22,6 @@ on the Python path. Qt is used only in the Widget class; the logic's work is don
 
 from __future__ import annotations
 
-import importlib
 import sys
 import tempfile
 import types
@@ -31,7 +30,8 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import slicer
 import slicer.util  # exit() ends headless runs; imported explicitly rather than relying on start-up imports
-from SAMMed2DLib.engine import ENGINE_PACKAGE, EngineStatus, engineStatus
+from SAMMed2DLib.engine import EngineStatus, engineStatus
+from SAMMed2DLib.selftest import EngineSelfTest
 from SAMMed2DTrainingLib.commandline import runCommandLine, scriptArguments
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -99,28 +99,15 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
     def setup(self) -> None:
         """Build the sections; the engine is imported lazily through the logic."""
         ScriptedLoadableModuleWidget.setup(self)
-        import ctk
-        import qt
+        from SAMMed2DLib.panel import collapsibleForm, pollTimer, selectableLabel
 
         self.logic = SAMMed2DTrainingLogic()
-
-        modelCollapsibleButton = ctk.ctkCollapsibleButton()
-        modelCollapsibleButton.text = "Model"
-        self.layout.addWidget(modelCollapsibleButton)
-        modelFormLayout = qt.QFormLayout(modelCollapsibleButton)
-
-        self.engineStatusLabel = qt.QLabel()
-        self.engineStatusLabel.wordWrap = True
-        self.engineStatusLabel.setTextInteractionFlags(qt.Qt.TextSelectableByMouse)
-        modelFormLayout.addRow("Engine:", self.engineStatusLabel)
-
+        self.engineStatusLabel = selectableLabel()
+        collapsibleForm(self.layout, "Model").addRow("Engine:", self.engineStatusLabel)
         for kind in self.TITLES:
             self.setupRunSection(kind)
         self.layout.addStretch(1)
-
-        self.timer = qt.QTimer()
-        self.timer.setInterval(self.POLL_MSEC)
-        self.timer.connect("timeout()", self.onPoll)
+        self.timer = pollTimer(self.POLL_MSEC, self.onPoll)
         self.updateEngineStatus()
         self.onPoll()
 
@@ -129,12 +116,9 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
         import ctk
         import qt
         from SAMMed2DLib.connection import MODEL_CHOICES
+        from SAMMed2DLib.panel import collapsibleForm
 
-        section = ctk.ctkCollapsibleButton()
-        section.text = self.TITLES[kind]
-        section.collapsed = kind == "training"
-        self.layout.addWidget(section)
-        form = qt.QFormLayout(section)
+        form = collapsibleForm(self.layout, self.TITLES[kind], collapsed=kind == "training")
         controls = types.SimpleNamespace()
         self.controls[kind] = controls
 
@@ -217,18 +201,10 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
                 run.cancel()
 
     def updateEngineStatus(self) -> None:
-        """Show the engine version, or say plainly why it cannot be used."""
+        """Show the engine version and what the installed packages allow, or say plainly why it cannot be used."""
         if self.logic is None or self.engineStatusLabel is None:
             return
-        status = self.logic.engineStatus()
-        if status.version is not None:
-            self.engineStatusLabel.text = f"{ENGINE_PACKAGE} {status.version}"
-        else:
-            self.engineStatusLabel.text = (
-                f"The SAM-Med2D engine package '{ENGINE_PACKAGE}' could not be imported: "
-                f"{status.error}. It ships with the SAMMed2D module of this "
-                "extension; reinstall the extension."
-            )
+        self.engineStatusLabel.text = self.logic.engineStatus().text
 
     def currentModel(self, kind: str):
         from SAMMed2DLib.connection import MODEL_CHOICES
@@ -367,27 +343,14 @@ class SAMMed2DTrainingLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class SAMMed2DTrainingTest(ScriptedLoadableModuleTest):
+class SAMMed2DTrainingTest(EngineSelfTest, ScriptedLoadableModuleTest):
     """Self-test run inside Slicer (Reload and Test, or ctest via slicer_add_python_unittest)."""
-
-    def setUp(self) -> None:
-        """Start from an empty scene so that tests do not depend on each other."""
-        slicer.mrmlScene.Clear()
 
     def runTest(self) -> None:
         self.setUp()
         self.test_EngineVersion()
         self.test_CommandLineVersion()
         self.test_ChildRunReportsTheEngineError()
-
-    def test_EngineVersion(self) -> None:
-        """The engine shipped with the extension must be importable and report its version."""
-        self.delayDisplay("Checking the SAM-Med2D engine version")
-        status = SAMMed2DTrainingLogic().engineStatus()
-        self.assertIsNone(status.error)
-        engine = importlib.import_module(ENGINE_PACKAGE)
-        self.assertEqual(status.version, str(engine.__version__))
-        self.delayDisplay(f"Engine version {status.version}: test passed")
 
     def test_CommandLineVersion(self) -> None:
         """The headless entry point succeeds for `version` and fails cleanly on a bad command."""

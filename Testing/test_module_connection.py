@@ -15,10 +15,9 @@ import venv
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import put_slicer_modules_on_path
 
-if str(REPO / "SAMMed2D") not in sys.path:  # Slicer puts the module folder on the path
-    sys.path.insert(0, str(REPO / "SAMMed2D"))
+put_slicer_modules_on_path()
 
 import sammed2d  # noqa: E402
 from sammed2d.client import ServerNotRunning, Unauthorized  # noqa: E402

@@ -14,10 +14,9 @@ from typing import Optional
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, put_slicer_modules_on_path
 
-if str(REPO / "SAMMed2D") not in sys.path:  # Slicer puts the module folder on the path
-    sys.path.insert(0, str(REPO / "SAMMed2D"))
+put_slicer_modules_on_path()
 
 from SAMMed2DLib.dependencies import (  # noqa: E402
     ENGINE_REQUIREMENTS,

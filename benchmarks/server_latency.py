@@ -28,6 +28,7 @@ import SimpleITK as sitk
 import torch
 
 from sammed2d.client import LocalServer
+from timing import timed_ms
 from sammed2d.intensity import fit_mapping
 from sammed2d.models import DEFAULT_MODEL, load_model
 from sammed2d.predictor import Predictor
@@ -56,12 +57,6 @@ def load_case() -> tuple[Volume, np.ndarray, str, str]:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def timed_ms(function) -> float:
-    started = time.perf_counter()
-    function()
-    return (time.perf_counter() - started) * 1000
 
 
 def main() -> None:

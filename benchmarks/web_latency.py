@@ -34,6 +34,7 @@ from playwright.sync_api import sync_playwright
 
 from sammed2d.client import LocalServer
 from sammed2d.volumes import Geometry, Volume, read_volume
+from timing import timed_ms
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "pyradiomics"
@@ -221,12 +222,6 @@ def _engine_propagate() -> tuple[int, float]:
     started = time.perf_counter()
     propagation.run()
     return len(propagation.masks()) - 1, time.perf_counter() - started
-
-
-def timed_ms(function) -> float:
-    started = time.perf_counter()
-    function()
-    return (time.perf_counter() - started) * 1000
 
 
 def main() -> None:
