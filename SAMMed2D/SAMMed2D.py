@@ -116,10 +116,8 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
 
     def setupServerSection(self) -> None:
         """Local / Remote choice, the settings of each, and the connection state line."""
-        import ctk
         import qt
-        from SAMMed2DLib.connection import MODEL_CHOICES
-        from SAMMed2DLib.panel import collapsibleForm, selectableLabel
+        from SAMMed2DLib.panel import checkpointEdit, collapsibleForm, modelCombo, selectableLabel
 
         form = collapsibleForm(self.layout, "Model server")
         self.connectionLabel = selectableLabel()
@@ -141,17 +139,11 @@ class SAMMed2DWidget(ScriptedLoadableModuleWidget):
         self.localFrame = qt.QFrame()
         local = qt.QFormLayout(self.localFrame)
         local.setContentsMargins(0, 0, 0, 0)
-        self.modelCombo = qt.QComboBox()
-        for choice in MODEL_CHOICES:
-            self.modelCombo.addItem(choice.label, choice.id)
+        self.modelCombo = modelCombo()
         self.modelCombo.currentIndex = max(0, self.modelCombo.findData(qt.QSettings().value("SAMMed2D/model", "")))
         self.modelCombo.connect("currentIndexChanged(int)", self.onModelChanged)
         local.addRow("Model:", self.modelCombo)
-        self.checkpointEdit = ctk.ctkPathLineEdit()
-        self.checkpointEdit.filters = ctk.ctkPathLineEdit.Files
-        self.checkpointEdit.nameFilters = ["Checkpoints (*.pth *.pt)", "All files (*)"]
-        self.checkpointEdit.settingKey = "SAMMed2D/checkpoint"  # the edit keeps its own history there
-        self.checkpointEdit.toolTip = "Weights file of the chosen model (LiteMedSAM's weights are included)."
+        self.checkpointEdit = checkpointEdit()
         local.addRow("Checkpoint:", self.checkpointEdit)
         self.deviceCombo = qt.QComboBox()
         self.deviceCombo.addItems(["auto", "cpu", "cuda"])

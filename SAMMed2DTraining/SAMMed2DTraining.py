@@ -115,8 +115,7 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
         """Inputs, options, Start/Cancel, progress and log of one kind of run ("benchmark" or "training")."""
         import ctk
         import qt
-        from SAMMed2DLib.connection import MODEL_CHOICES
-        from SAMMed2DLib.panel import collapsibleForm
+        from SAMMed2DLib.panel import checkpointEdit, collapsibleForm, modelCombo
 
         form = collapsibleForm(self.layout, self.TITLES[kind], collapsed=kind == "training")
         controls = types.SimpleNamespace()
@@ -133,15 +132,9 @@ class SAMMed2DTrainingWidget(ScriptedLoadableModuleWidget):
         controls.out.toolTip = ("Where the results go: summary.json, tables and plots." if kind == "benchmark" else
                                 "The run folder: last.pth, best.pth and train.jsonl (it must not hold a run yet).")
         form.addRow("Output folder:", controls.out)
-        controls.model = qt.QComboBox()
-        for choice in MODEL_CHOICES:
-            controls.model.addItem(choice.label, choice.id)
+        controls.model = modelCombo()
         form.addRow("Model:", controls.model)
-        controls.checkpoint = ctk.ctkPathLineEdit()
-        controls.checkpoint.filters = ctk.ctkPathLineEdit.Files
-        controls.checkpoint.nameFilters = ["Checkpoints (*.pth *.pt)", "All files (*)"]
-        controls.checkpoint.settingKey = "SAMMed2D/checkpoint"  # the history shared with the SAMMed2D module
-        controls.checkpoint.toolTip = "Weights file of the chosen model (LiteMedSAM's weights are included)."
+        controls.checkpoint = checkpointEdit()
         form.addRow("Checkpoint:", controls.checkpoint)
         controls.model.connect("currentIndexChanged(int)", lambda index=0, kind=kind: self.onModelChanged(kind))
         self.onModelChanged(kind)

@@ -38,3 +38,27 @@ def pollTimer(msec: int, onPoll: Callable[[], None]):
     timer.setInterval(msec)
     timer.connect("timeout()", onPoll)
     return timer
+
+
+def modelCombo():
+    """The registry models the modules offer, labelled for people; the item data is the registry name."""
+    import qt
+
+    from .connection import MODEL_CHOICES
+
+    combo = qt.QComboBox()
+    for choice in MODEL_CHOICES:
+        combo.addItem(choice.label, choice.id)
+    return combo
+
+
+def checkpointEdit():
+    """A weights-file picker; both modules keep its history under one setting."""
+    import ctk
+
+    edit = ctk.ctkPathLineEdit()
+    edit.filters = ctk.ctkPathLineEdit.Files
+    edit.nameFilters = ["Checkpoints (*.pth *.pt)", "All files (*)"]
+    edit.settingKey = "SAMMed2D/checkpoint"  # the edit keeps its own history there
+    edit.toolTip = "Weights file of the chosen model (LiteMedSAM's weights are included)."
+    return edit
