@@ -63,9 +63,9 @@ def replay_reference_cases(predictor) -> tuple[dict, dict]:
         image = case["image"]
         if image not in embeddings:
             embeddings[image] = predictor.encode(read_demo_slice(image, bgr=True))
-        predictor.set_embedding(embeddings[image])
         is_iteration = case["kind"].startswith("iter")
         prediction = predictor.predict(
+            embeddings[image],
             points=case.get("point_coords"),
             point_labels=case.get("point_labels"),
             box=case.get("box"),

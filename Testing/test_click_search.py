@@ -26,8 +26,8 @@ def lung2_slice(litemedsam):
     image = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
     labels = read_labels(DATA / "pyradiomics" / "lung2_label.nrrd", like=image)
     predictor = Predictor(litemedsam)
-    predictor.set_image(fit_mapping(image.array, "ct-lung").apply(image.array[TUMOUR_SLICE]))
-    return predictor, labels.array[TUMOUR_SLICE] > 0
+    embedding = predictor.encode(fit_mapping(image.array, "ct-lung").apply(image.array[TUMOUR_SLICE]))
+    return predictor, embedding, labels.array[TUMOUR_SLICE] > 0
 
 
 def _innermost(mask: np.ndarray) -> list[float]:
@@ -36,25 +36,24 @@ def _innermost(mask: np.ndarray) -> list[float]:
 
 
 def test_one_click_gives_the_tumour(lung2_slice):
-    predictor, tumour = lung2_slice
+    predictor, embedding, tumour = lung2_slice
     click = _innermost(tumour)
-    answer = predictor.predict(points=[click], point_labels=[1])
+    answer = predictor.predict(embedding, points=[click], point_labels=[1])
     assert answer.masks.shape == (1, *tumour.shape)
     assert dice(answer.masks[0], tumour) >= 0.8
     from dataclasses import replace
 
     plain = Predictor(replace(predictor.model, spec=replace(predictor.model.spec, clicks_as_boxes=False)))
-    plain.set_embedding(predictor.embedding)
-    assert dice(plain.predict(points=[click], point_labels=[1]).masks[0], tumour) < 0.5, \
+    assert dice(plain.predict(embedding, points=[click], point_labels=[1]).masks[0], tumour) < 0.5, \
         "the plain point prompt must be the weak one, or this test shows nothing"
 
 
 def test_a_negative_click_is_respected(lung2_slice):
-    predictor, tumour = lung2_slice
-    first = predictor.predict(points=[_innermost(tumour)], point_labels=[1])
+    predictor, embedding, tumour = lung2_slice
+    first = predictor.predict(embedding, points=[_innermost(tumour)], point_labels=[1])
     rows, columns = np.nonzero(first.masks[0])
     edge = [columns.max() - 0.5, rows[np.argmax(columns)] + 0.5]  # the answer's rightmost pixel
-    refined = predictor.predict(points=[_innermost(tumour), edge], point_labels=[1, 0],
+    refined = predictor.predict(embedding, points=[_innermost(tumour), edge], point_labels=[1, 0],
                                 mask_logits=first.low_res_logits[0])
     assert not refined.masks[0][int(edge[1]), int(edge[0])]
     assert refined.masks[0][int(_innermost(tumour)[1]), int(_innermost(tumour)[0])]

@@ -26,10 +26,10 @@ def box_dice_per_mask(litemedsam) -> dict[str, float]:
     scores, current = {}, None
     for mask_name, image_name in sorted(demo_masks().items(), key=lambda item: item[1]):
         if image_name != current:
-            predictor.set_image(read_demo_slice(image_name))
+            embedding = predictor.encode(read_demo_slice(image_name))
             current = image_name
         truth = np.asarray(Image.open(DEMO / "masks" / mask_name)) > 0
-        scores[mask_name] = dice(predictor.predict(box=_tight_box(truth)).masks[0], truth)
+        scores[mask_name] = dice(predictor.predict(embedding, box=_tight_box(truth)).masks[0], truth)
     return scores
 
 
@@ -49,11 +49,11 @@ def test_large_organs_are_segmented_well(box_dice_per_mask):
 
 def test_a_negative_click_removes_what_it_touches(litemedsam):
     predictor = Predictor(litemedsam)
-    predictor.set_image(read_demo_slice("amos_0004_75.png"))
+    embedding = predictor.encode(read_demo_slice("amos_0004_75.png"))
     liver = np.asarray(Image.open(DEMO / "masks" / "amos_0004_75_liver_000.png")) > 0
     box = _tight_box(liver)
-    first = predictor.predict(box=box)
+    first = predictor.predict(embedding, box=box)
     rows, cols = np.nonzero(first.masks[0])
     x, y = int(cols[len(cols) // 2]), int(rows[len(rows) // 2])
-    second = predictor.predict(box=box, points=[[x, y]], point_labels=[0])
+    second = predictor.predict(embedding, box=box, points=[[x, y]], point_labels=[0])
     assert second.masks[0].sum() < first.masks[0].sum()

@@ -2,45 +2,48 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import numpy as np
 import pytest
 
 from sammed2d.models import ViTConfig, load_model
-from sammed2d.predictor import Predictor
+from sammed2d.predictor import Prediction, Predictor
 
 HEIGHT, WIDTH = 120, 160
 
 
 @pytest.fixture()
-def predictor(random_tiny_model):
+def predict(random_tiny_model) -> Callable[..., Prediction]:
+    """``Predictor.predict`` on one random slice."""
     predictor = Predictor(random_tiny_model)
-    rng = np.random.default_rng(0)
-    predictor.set_image(rng.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8))
-    return predictor
+    embedding = predictor.encode(np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8))
+    return partial(predictor.predict, embedding)
 
 
-def test_outputs_are_at_slice_resolution(predictor):
-    result = predictor.predict(points=[[40, 30], [100, 90]], point_labels=[1, 0], box=[10, 10, 150, 110])
+def test_outputs_are_at_slice_resolution(predict):
+    result = predict(points=[[40, 30], [100, 90]], point_labels=[1, 0], box=[10, 10, 150, 110])
     assert result.masks.shape == (1, HEIGHT, WIDTH) and result.masks.dtype == bool
     assert result.scores.shape == (1,)
     assert result.low_res_logits.shape == (1, 64, 64)
 
 
-def test_several_boxes_give_one_mask_each_equal_to_single_calls(predictor):
+def test_several_boxes_give_one_mask_each_equal_to_single_calls(predict):
     boxes = [[10, 10, 80, 60], [70, 50, 150, 110], [0, 0, 160, 120]]
-    together = predictor.predict(box=boxes, points=[[75, 55]], point_labels=[1])
+    together = predict(box=boxes, points=[[75, 55]], point_labels=[1])
     assert together.masks.shape == (3, HEIGHT, WIDTH)
     for index, box in enumerate(boxes):
-        alone = predictor.predict(box=box, points=[[75, 55]], point_labels=[1])
+        alone = predict(box=box, points=[[75, 55]], point_labels=[1])
         np.testing.assert_allclose(together.low_res_logits[index], alone.low_res_logits[0], atol=1e-5)
         np.testing.assert_allclose(together.scores[index], alone.scores[0], atol=1e-6)
 
 
-def test_refinement_with_previous_logits_changes_the_result(predictor):
-    first = predictor.predict(points=[[80, 60]], point_labels=[1])
-    refined = predictor.predict(points=[[80, 60], [20, 20]], point_labels=[1, 0], mask_logits=first.low_res_logits)
+def test_refinement_with_previous_logits_changes_the_result(predict):
+    first = predict(points=[[80, 60]], point_labels=[1])
+    refined = predict(points=[[80, 60], [20, 20]], point_labels=[1, 0], mask_logits=first.low_res_logits)
     assert not np.allclose(refined.low_res_logits, first.low_res_logits)
-    mask_only = predictor.predict(mask_logits=first.low_res_logits[0])  # a mask alone is a valid prompt
+    mask_only = predict(mask_logits=first.low_res_logits[0])  # a mask alone is a valid prompt
     assert mask_only.masks.shape == (1, HEIGHT, WIDTH)
 
 
@@ -72,9 +75,9 @@ def test_grey_and_colour_inputs_of_any_numeric_dtype_agree(random_tiny_model):
         ({"mask_logits": np.zeros((32, 32))}, r"\(64, 64\)"),
     ],
 )
-def test_bad_prompts_raise_clear_value_errors(predictor, prompt, message):
+def test_bad_prompts_raise_clear_value_errors(predict, prompt, message):
     with pytest.raises(ValueError, match=message):
-        predictor.predict(**prompt)
+        predict(**prompt)
 
 
 @pytest.mark.parametrize(
@@ -90,20 +93,15 @@ def test_bad_prompts_raise_clear_value_errors(predictor, prompt, message):
 )
 def test_bad_images_raise_clear_value_errors(random_tiny_model, image, message):
     with pytest.raises(ValueError, match=message):
-        Predictor(random_tiny_model).set_image(image)
-
-
-def test_predict_before_set_image(random_tiny_model):
-    with pytest.raises(RuntimeError, match="set_image"):
-        Predictor(random_tiny_model).predict(box=[0, 0, 10, 10])
+        Predictor(random_tiny_model).encode(image)
 
 
 def test_original_sam_family_runs_at_1024_with_longest_side_padding():
     tiny_sam = load_model("sam-vit-b", vit=ViTConfig(64, 2, 2, (1,)), random_weights=True, device="cpu")
     predictor = Predictor(tiny_sam)
-    predictor.set_image(np.random.default_rng(2).integers(0, 256, (300, 200)))
-    assert predictor.embedding.resized_size == (1024, 683)
-    result = predictor.predict(points=[[100, 150]], point_labels=[1])
+    embedding = predictor.encode(np.random.default_rng(2).integers(0, 256, (300, 200)))
+    assert embedding.resized_size == (1024, 683)
+    result = predictor.predict(embedding, points=[[100, 150]], point_labels=[1])
     assert result.masks.shape == (1, 300, 200) and result.low_res_logits.shape == (1, 256, 256)
 
 

@@ -10,12 +10,16 @@ from sammed2d.intensity import fit_mapping
 from sammed2d.metrics import dice
 from sammed2d.predictor import Predictor
 from sammed2d.session import EmbeddingCache, SliceResampling, VolumeSession
+from sammed2d.slice_prompts import SlicePrompt
 from sammed2d.volumes import Geometry, Volume, read_labels, read_volume
 
 
 def test_resampling_maps_prompts_and_masks_exactly():
     resampling = SliceResampling(rows=3, model_rows=12)
-    np.testing.assert_allclose(resampling.points_to_model(np.array([[5.0, 1.5]])), [[5.0, 6.0]])
+    model = resampling.prompt_to_model(SlicePrompt(points=np.array([[5.0, 1.5]]), labels=np.array([1]),
+                                                   boxes=np.array([[1.0, 0.0, 2.0, 3.0]])))
+    np.testing.assert_allclose(model.points, [[5.0, 6.0]])
+    np.testing.assert_allclose(model.boxes, [[1.0, 0.0, 2.0, 12.0]])
     model_mask = np.zeros((12, 2), dtype=bool)
     model_mask[4:8] = True  # exactly the middle slice row in model pixels
     np.testing.assert_array_equal(resampling.mask_to_slice(model_mask)[:, 0], [False, True, False])

@@ -100,13 +100,13 @@ def measure(model_name: str, path: PathSpec, repeats: int) -> dict:
     image = slices[0][0]
     height, width = image.shape[:2]
     box = [width * 0.3, height * 0.35, width * 0.6, height * 0.7]
-    encoder_ms = median_ms(lambda: predictor.set_image(image), repeats)
-    decoder_ms = median_ms(lambda: predictor.predict(box=box), repeats * 4)
+    encoder_ms = median_ms(lambda: predictor.encode(image), repeats)
+    embedding = predictor.encode(image)
+    decoder_ms = median_ms(lambda: predictor.predict(embedding, box=box), repeats * 4)
     started = time.perf_counter()
     for step in range(PROPAGATION_SLICES):
         slice_image, masks = slices[step % len(slices)]
-        predictor.set_image(slice_image)
-        predictor.predict(box=bounding_box(masks[0]))
+        predictor.predict(predictor.encode(slice_image), box=bounding_box(masks[0]))
     slices_per_s = PROPAGATION_SLICES / (time.perf_counter() - started)
     result = {"model": model_name, "path": path.label, "acceleration": model.acceleration.describe(),
               "dtype": str(model.acceleration.dtype).removeprefix("torch."), "load_s": load_s, "warm_up_s": warm_up_s,
@@ -128,10 +128,9 @@ def agreement(model_name: str, fast: Predictor, slices, random: bool) -> dict:
         reference, ours = exact.encode(image).features, fast.encode(image).features
         errors.append(float((reference - ours).norm() / reference.norm()))
         if not random:
-            exact.set_image(image)
-            fast.set_image(image)
             boxes = np.array([bounding_box(mask) for mask in masks], dtype=float)
-            dices += [dice(a, b) for a, b in zip(exact.predict(box=boxes).masks, fast.predict(box=boxes).masks)]
+            exact_masks = exact.predict(exact.encode(image), box=boxes).masks
+            dices += [dice(a, b) for a, b in zip(exact_masks, fast.predict(fast.encode(image), box=boxes).masks)]
     result = {"embedding_rel_error": max(errors)}
     if dices:
         result.update(mask_dice_min=min(dices), mask_dice_mean=float(np.mean(dices)), masks=len(dices))

@@ -82,12 +82,12 @@ def run_demo(args: argparse.Namespace) -> int:
     mapping = fit_mapping(example.hounsfield, "ct-soft-tissue")
     slice_u8 = mapping.apply(example.hounsfield)
     started = time.perf_counter()
-    predictor.set_image(slice_u8)
+    embedding = predictor.encode(slice_u8)
     encode_seconds = time.perf_counter() - started
     names = list(example.organs)
     boxes = np.array([_box_around(example.organs[name], margin=3) for name in names], dtype=float)
     started = time.perf_counter()
-    prediction = predictor.predict(box=boxes)
+    prediction = predictor.predict(embedding, box=boxes)
     decode_seconds = time.perf_counter() - started
     print(f"intensity: {mapping.preset} window [{mapping.low:g}, {mapping.high:g}] HU → 0..255")
     print(f"encoder {encode_seconds * 1000:.0f} ms; decoder {decode_seconds * 1000:.0f} ms for {len(boxes)} boxes")
@@ -140,8 +140,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if args.slice not in (None, 0):
         raise InputError(f"{image.path} is a single 2D image; there is no slice {args.slice}")
     slice_u8 = mapping.apply(image.array)
-    predictor.set_image(slice_u8)
-    prediction = predictor.predict(**prompt)
+    prediction = predictor.predict(predictor.encode(slice_u8), **prompt)
     mask = np.any(prediction.masks, axis=0)
     out = write_mask(mask.astype(np.uint8) * args.label, image, args.out)
     print(f"segmented {image.path} with {mapping.preset} [{mapping.low:g}, {mapping.high:g}]: "

@@ -8,3 +8,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """A request, file, prompt or option the engine cannot use; ``str()`` says what to change."""
+
+
+class PromptOutside(InputError):
+    """A point or box corner off the slice: a front-end may answer it apart (the server's ``prompt_outside``)."""

@@ -9,7 +9,7 @@ image and masks back to the slice's own pixels exactly (each pixel takes the mod
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Hashable, Iterable
 
 import numpy as np
@@ -18,7 +18,8 @@ from .bounded_lru import BoundedLRU
 from .intensity import IntensityMapping
 from .model_images import model_image, model_rows
 from .everything import EverythingSettings, Suggestions, generate
-from .predictor import ImageEmbedding, Prediction, Predictor, validate_prompts
+from .predictor import ImageEmbedding, Prediction, Predictor
+from .slice_prompts import SlicePrompt
 from .volumes import Axis, Volume
 from .ids import volume_id
 
@@ -45,10 +46,14 @@ class SliceResampling:
     def factor(self) -> float:
         return self.model_rows / self.rows
 
-    def points_to_model(self, xy: np.ndarray) -> np.ndarray:
-        mapped = np.array(xy, dtype=np.float64, copy=True)
-        mapped[..., 1] *= self.factor  # continuous coordinates: pixel edges map to pixel edges
-        return mapped
+    def prompt_to_model(self, prompt: SlicePrompt) -> SlicePrompt:
+        """The prompt on the model image: y scales, x stays (continuous coordinates: pixel edges map to edges)."""
+        if self.factor == 1:
+            return prompt
+        scale = np.array([1.0, self.factor])
+        points = None if prompt.points is None else prompt.points * scale
+        boxes = None if prompt.boxes is None else (prompt.boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4)
+        return replace(prompt, points=points, boxes=boxes)
 
     def mask_to_slice(self, masks: np.ndarray) -> np.ndarray:
         if self.model_rows == self.rows:
@@ -123,23 +128,21 @@ class VolumeSession:
         box: np.ndarray | list | None = None,
         mask_logits: np.ndarray | None = None,
         multimask_output: bool | None = None,
+        all_masks: bool = False,
     ) -> Prediction:
         """Prompts in the slice's pixel coordinates; masks come back on the slice's pixels.
 
-        ``mask_logits`` is a previous result's ``low_res_logits`` on the same axis.
+        ``mask_logits`` is a previous result's ``low_res_logits`` on the same axis; ``all_masks`` as in
+        ``Predictor.predict``. Prompts are checked here, once, on the slice the caller sees (not the
+        resampled image the model sees).
         """
+        height, width = self.volume.slice(axis, index).shape
+        prompt = SlicePrompt.check(width, height, self.predictor.low_res_size, points, point_labels, box, mask_logits)
         resampling = self.resampling(axis)
-        if resampling.factor != 1:  # errors must name the user's slice, not the resampled image
-            validate_prompts(points, point_labels, box, self.volume.slice(axis, index).shape[1], resampling.rows)
         embedding = self.embedding(axis, index)
-        if points is not None:
-            points = resampling.points_to_model(np.asarray(points, dtype=np.float64))
-        if box is not None:
-            box_array = np.asarray(box, dtype=np.float64)
-            box = resampling.points_to_model(box_array.reshape(*box_array.shape[:-1], 2, 2)).reshape(box_array.shape)
-        with self.model_lock:
-            self.predictor.set_embedding(embedding)
-            prediction = self.predictor.predict(points, point_labels, box, mask_logits, multimask_output)
+        with self.model_lock:  # not for the predictor (it holds no state): interactive calls go first
+            prediction = self.predictor.predict_checked(embedding, resampling.prompt_to_model(prompt),
+                                                        multimask_output, all_masks)
         return Prediction(resampling.mask_to_slice(prediction.masks), prediction.scores, prediction.low_res_logits)
 
     def suggest(self, axis: Axis, index: int, settings: EverythingSettings = EverythingSettings()) -> Suggestions:

@@ -247,8 +247,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
         factors = mask_factors(structure.mask, images[structure.index])
 
         def segment(**prompt) -> Prediction:
-            predictor.set_embedding(embedding)
-            return predictor.predict(**prompt)
+            return predictor.predict(embedding, **prompt)
 
         def suggest() -> Suggestions:
             return everything.get(structure.index, lambda: generate(predictor, embedding, settings.everything))

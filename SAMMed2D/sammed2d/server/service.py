@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from ..bounded_lru import BoundedLRU
-from ..errors import InputError
+from ..errors import InputError, PromptOutside
 from ..everything import EverythingSettings, Suggestions
 from ..ids import image_id, volume_id
 from ..intensity import fit_mapping
 from ..models import LoadedModel
-from ..predictor import Prediction, Predictor
+from ..predictor import ImageEmbedding, Prediction, Predictor
 from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
 from ..volumes import Geometry, Volume
@@ -83,6 +83,8 @@ def client_mistakes() -> Iterator[None]:
     ours and goes on to the logged 500."""
     try:
         yield
+    except PromptOutside as error:
+        raise ApiError(400, "prompt_outside", str(error)) from None
     except InputError as error:
         raise ApiError(400, "bad_request", str(error)) from None
 
@@ -167,11 +169,9 @@ class SegmentationService:
 
     def segment_slice(self, given_id: str, request: SegmentSliceRequest) -> SegmentOutcome:
         session = self.session(given_id, request.preset)
-        with client_mistakes():
-            height, width = session.volume.slice(request.axis, request.index).shape
         context = ("volume", given_id, request.preset, request.axis, request.index)
         previous = self._previous(request.previous, context)
-        points, labels, box = _prompt_arrays(request, width, height)
+        points, labels, box = _prompt_arrays(request)
         cached = session.is_cached(request.axis, request.index)  # or being encoded (by the prefetcher, say)
         with client_mistakes():
             prediction = session.segment(request.axis, request.index, points, labels, box,
@@ -182,27 +182,25 @@ class SegmentationService:
 
     def segment_image(self, request: SegmentImageRequest) -> SegmentOutcome:
         key = ("image", request.image_id, request.preset, *self.model.identity)
-        embedding = self.embeddings.get(key)
-        cached = embedding is not None
-        if embedding is None:
-            if request.image is None:
-                raise ApiError(404, "image_not_cached", f"the server has no embedding for image {request.image_id}: "
-                               "send the pixels with the prompt")
-            with client_mistakes():
-                pixels = self._decode_image(request)
-                mapped = fit_mapping(pixels, request.preset).apply(pixels)
-                with self.lock:
-                    embedding = self.predictor.encode(mapped)
-            self.embeddings.put(key, embedding)
-        height, width = embedding.original_size
+        cached = self.embeddings.claimed(key)
+        with client_mistakes():
+            embedding = self.embeddings.get_or_compute(key, lambda: self._encode_image(request))
         context = ("image", request.image_id, request.preset)
         previous = self._previous(request.previous, context)
-        points, labels, box = _prompt_arrays(request, width, height)
-        with client_mistakes(), self.lock:
-            self.predictor.set_embedding(embedding)
+        points, labels, box = _prompt_arrays(request)
+        with client_mistakes(), self.lock:  # the lock orders model calls; the predictor itself holds no state
             logits = None if previous is None else previous.low_res_logits
-            prediction = self.predictor.predict(points, labels, box, logits, request.multimask)
+            prediction = self.predictor.predict(embedding, points, labels, box, logits, request.multimask)
         return self._outcome(prediction, context, previous, cached)
+
+    def _encode_image(self, request: SegmentImageRequest) -> ImageEmbedding:
+        if request.image is None:
+            raise ApiError(404, "image_not_cached", f"the server has no embedding for image {request.image_id}: "
+                           "send the pixels with the prompt")
+        pixels = self._decode_image(request)
+        mapped = fit_mapping(pixels, request.preset).apply(pixels)
+        with self.lock:
+            return self.predictor.encode(mapped)
 
     def _decode_image(self, request: SegmentImageRequest) -> np.ndarray:
         assert request.image is not None
@@ -303,14 +301,8 @@ def _check_geometry(metadata: VolumeMetadata) -> None:
         raise InputError(f"spacing must be positive; got {list(metadata.spacing)}")
 
 
-def _prompt_arrays(prompt: Prompt, width: int,
-                   height: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Prompts as arrays, checked against the slice in its own pixels (the engine may resample it)."""
-    corners = [] if prompt.box is None else [(prompt.box[0], prompt.box[1]), (prompt.box[2], prompt.box[3])]
-    for what, (x, y) in [("point", (p.x, p.y)) for p in prompt.points] + [("box corner", c) for c in corners]:
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise ApiError(400, "prompt_outside", f"{what} ({x:g}, {y:g}) lies outside the {width}×{height} slice "
-                           "(x must be in 0..width, y in 0..height)")
+def _prompt_arrays(prompt: Prompt) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Prompts as arrays; the engine checks them against the slice (``SlicePrompt.check``)."""
     points = np.array([(p.x, p.y) for p in prompt.points], dtype=np.float64) if prompt.points else None
     labels = np.array([p.label for p in prompt.points], dtype=np.int64) if prompt.points else None
     box = None if prompt.box is None else np.asarray(prompt.box, dtype=np.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,35 +20,24 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..decoding import DecoderPrompts, MaskPromptKind, decode, mask_prompt
 from ..paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from .inputs import PreparedBatch
 from .losses import sam_med2d_loss
 
 
-@dataclass(frozen=True)
-class Prompts:
-    """Prompts of every mask in a batch (B·K rows, grouped by image), in model input coordinates."""
-
-    points: tuple[torch.Tensor, torch.Tensor] | None = None  # (N, P, 2) xy and (N, P) labels
-    boxes: torch.Tensor | None = None  # (N, 4) xyxy
-    masks: torch.Tensor | None = None  # (N, 1, h, w) previous result as the model's mask prompt
-
-
 class PromptedSam(nn.Module):
     """Encoder, prompt encoder and decoder in one ``forward``, so DDP sees and synchronises every pass.
 
-    segment-anything's decoder repeats each image embedding once per prompt itself, so it gets one
-    embedding and that image's K prompts per call; with multimask output the mask of highest
-    predicted IoU is kept, as every SAM-Med2D entry point does.
+    The decoder pass is ``sammed2d.decoding.decode``, the one inference uses (best of three with multimask).
     """
 
-    def __init__(self, network: Sam, masks_per_image: int, multimask: bool) -> None:
+    def __init__(self, network: Sam, multimask: bool) -> None:
         super().__init__()
         self.network = network
-        self.masks_per_image = masks_per_image
         self.multimask = multimask
 
-    def forward(self, source: torch.Tensor, prompts: Prompts, first: bool) -> tuple[torch.Tensor, ...]:
+    def forward(self, source: torch.Tensor, prompts: DecoderPrompts, first: bool) -> tuple[torch.Tensor, ...]:
         """``source`` is the images on the first step and the detached embeddings afterwards.
 
         Returns the low-res logits (N, 1, h, w), their predicted IoU (N, 1) and the image embeddings.
@@ -60,25 +49,7 @@ class PromptedSam(nn.Module):
                 embeddings = network.image_encoder(source)
         else:
             embeddings = source
-        with torch.set_grad_enabled(first and torch.is_grad_enabled()):
-            sparse, dense = network.prompt_encoder(points=prompts.points, boxes=prompts.boxes, masks=prompts.masks)
-        position = network.prompt_encoder.get_dense_pe()
-        count = self.masks_per_image
-        logits, scores = zip(*(
-            network.mask_decoder(
-                image_embeddings=embeddings[image : image + 1],
-                image_pe=position,
-                sparse_prompt_embeddings=sparse[image * count : (image + 1) * count],
-                dense_prompt_embeddings=dense[image * count : (image + 1) * count],
-                multimask_output=self.multimask,
-            )
-            for image in range(len(embeddings))
-        ))
-        low_res, iou = torch.cat(logits), torch.cat(scores)
-        if self.multimask:
-            best = iou.argmax(dim=1)
-            rows = torch.arange(len(best), device=best.device)
-            low_res, iou = low_res[rows, best][:, None], iou[rows, best][:, None]
+        low_res, iou = decode(network, embeddings, prompts, self.multimask, prompt_encoder_grad=first)
         return low_res, iou, embeddings
 
 
@@ -86,7 +57,7 @@ class PromptedSam(nn.Module):
 class InteractionSettings:
     steps: int = 8  # the reference's iter_point: steps after the first
     point_choices: tuple[int, ...] = (1, 3, 5, 9)
-    mask_prompt: Literal["probabilities", "logits"] = "probabilities"
+    mask_prompt: MaskPromptKind = "probabilities"
 
 
 @dataclass
@@ -95,18 +66,18 @@ class _Episode:
 
     batch: PreparedBatch
     source: torch.Tensor
-    prompts: Prompts
+    prompts: DecoderPrompts
     mask_only_steps: frozenset[int]
 
 
-def first_prompts(targets: torch.Tensor, rng: np.random.Generator) -> Prompts:
+def first_prompts(targets: torch.Tensor, rng: np.random.Generator) -> DecoderPrompts:
     """A jittered box per mask, or one click per mask: one kind for the whole batch, 50/50."""
     masks = targets[:, 0].cpu().numpy() > 0.5
     if rng.random() > 0.5:
         boxes = np.stack([box_from_mask(mask, rng) for mask in masks])
-        return Prompts(boxes=torch.as_tensor(boxes, dtype=torch.float32, device=targets.device))
+        return DecoderPrompts(boxes=torch.as_tensor(boxes, dtype=torch.float32, device=targets.device))
     coords, labels = zip(*(init_point_sampling(mask, 1, rng) for mask in masks))
-    return Prompts(points=_as_points(coords, labels, targets.device))
+    return DecoderPrompts(points=_as_points(coords, labels, targets.device))
 
 
 def corrective_prompts(
@@ -114,18 +85,17 @@ def corrective_prompts(
     low_res: torch.Tensor,
     targets: torch.Tensor,
     point_count: int | None,
-    mask_prompt: Literal["probabilities", "logits"],
+    kind: MaskPromptKind,
     rng: np.random.Generator,
-) -> Prompts:
+) -> DecoderPrompts:
     """Clicks in the error region of the upsampled prediction (none for a mask-only step) and the previous mask."""
-    previous = low_res.detach().float()
-    mask_input = torch.sigmoid(previous) if mask_prompt == "probabilities" else previous
+    mask_input = mask_prompt(low_res.detach().float(), kind)
     if point_count is None:
-        return Prompts(masks=mask_input)
+        return DecoderPrompts(masks=mask_input)
     predicted = (logits.detach() > 0)[:, 0].cpu().numpy()
     truth = targets[:, 0].cpu().numpy() > 0.5
     coords, labels = zip(*(error_region_points(p, t, point_count, rng) for p, t in zip(predicted, truth)))
-    return Prompts(points=_as_points(coords, labels, targets.device), masks=mask_input)
+    return DecoderPrompts(points=_as_points(coords, labels, targets.device), masks=mask_input)
 
 
 def _as_points(

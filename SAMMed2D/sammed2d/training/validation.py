@@ -31,8 +31,8 @@ def box_dice_sum(
     total, count = 0.0, 0
     try:
         for item in items:
-            predictor.set_image(item.image)
-            prediction = predictor.predict(box=np.stack([box_from_mask(mask) for mask in item.masks]))
+            prediction = predictor.predict(predictor.encode(item.image),
+                                           box=np.stack([box_from_mask(mask) for mask in item.masks]))
             total += sum(dice(predicted, truth) for predicted, truth in zip(prediction.masks, item.masks))
             count += len(item.masks)
     finally:
