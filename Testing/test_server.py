@@ -8,6 +8,7 @@ and a tiny seeded random SAM-Med2D for everything where the model's quality does
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import socket
@@ -42,8 +43,9 @@ from sammed2d.server.locking import ModelLock
 from sammed2d.session import VolumeSession
 from sammed2d.volumes import Geometry, Volume, read_volume
 
+TINY_VIT_JSON = json.dumps(ViTConfig(96, 4, 4, (1, 3)).to_dict())
 #: --no-compile: the in-process twin runs eagerly, so both sides do the same arithmetic (compiled: one test below)
-TINY = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--seed", "0", "--threads", "1",
+TINY = ["--model", "sam-med2d", "--random-weights", "--vit", TINY_VIT_JSON, "--seed", "0", "--threads", "1",
         "--no-compile"]
 TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1",
                "--max-jobs", "2"]
@@ -202,12 +204,11 @@ def test_stateless_images_send_pixels_once_and_equal_the_predictor(tiny_server, 
     refined = client.segment_image(image, points=[[30, 30]], previous=first, preset="percentile")
 
     predictor = Predictor(tiny_model)
-    embedding = predictor.encode(fit_mapping(image, "percentile").apply(image))
-    expected = predictor.predict(embedding, box=[5, 5, 60, 50])
+    predictor.set_image(fit_mapping(image, "percentile").apply(image))
+    expected = predictor.predict(box=[5, 5, 60, 50])
     np.testing.assert_array_equal(first.mask, expected.masks[0])
     np.testing.assert_array_equal(again.mask, expected.masks[0])
-    expected_refined = predictor.predict(embedding, points=[[30, 30]], point_labels=[1],
-                                         mask_logits=expected.low_res_logits[0])
+    expected_refined = predictor.predict(points=[[30, 30]], point_labels=[1], mask_logits=expected.low_res_logits[0])
     np.testing.assert_array_equal(refined.mask, expected_refined.masks[0])
 
 

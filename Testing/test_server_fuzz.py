@@ -6,6 +6,8 @@ examples per operation keeps it to a minute or two on a laptop CPU.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import schemathesis
@@ -14,8 +16,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
 from sammed2d.client import LocalServer
+from sammed2d.models import ViTConfig
 
-SERVE = ["--model", "sam-med2d", "--random-weights", "--vit", "96,4,4,1:3", "--threads", "1", "--no-compile",
+TINY_VIT_JSON = json.dumps(ViTConfig(96, 4, 4, (1, 3)).to_dict())
+SERVE = ["--model", "sam-med2d", "--random-weights", "--vit", TINY_VIT_JSON, "--threads", "1", "--no-compile",
          "--memory-budget", "8M", "--max-upload", "4M", "--max-request", "1M", "--log-level", "WARNING"]
 
 

@@ -27,10 +27,9 @@ from conftest import DATA, DEMO, demo_masks, require
 from sammed2d.checkpoints import save_checkpoint
 from sammed2d.models import ViTConfig, get_spec, load_model
 from sammed2d.paper_data import DatasetError, read_json_index
-from sammed2d.training.datasets import JsonDataset, VolumeCase, VolumeSliceDataset, split_by_group
+from sammed2d.training.datasets import JsonDataset, VolumeFiles, VolumeSliceDataset, split_by_group
 from sammed2d.training.inputs import image_to_input, masks_to_input
-from sammed2d.decoding import DecoderPrompts
-from sammed2d.training.interaction import PromptedSam
+from sammed2d.training.interaction import PromptedSam, Prompts
 from sammed2d.training.losses import sam_med2d_loss
 from sammed2d.paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from sammed2d.training.trainer import TrainingConfig, train
@@ -67,7 +66,7 @@ def test_demo_json_sets_read_as_released():
 
 
 def test_volume_pair_is_sliced_with_the_papers_rules():
-    case = VolumeCase(require(PYRADIOMICS / "brain1_image.nrrd"), PYRADIOMICS / "brain1_label.nrrd")
+    case = VolumeFiles(require(PYRADIOMICS / "brain1_image.nrrd"), PYRADIOMICS / "brain1_label.nrrd")
     dataset = VolumeSliceDataset([case], axes=("K",), preset="minmax", min_mask_pixels=100)
     volume = sitk.GetArrayFromImage(sitk.ReadImage(str(case.image))).astype(np.float64)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(case.labels)))
@@ -86,7 +85,7 @@ def test_volume_pair_is_sliced_with_the_papers_rules():
             assert not (mask & (labels[entry.index] == 0)).any()
 
 
-def write_case(folder: Path, name: str, value: float, *, labelled: bool = True, spacing: float = 1.0) -> VolumeCase:
+def write_case(folder: Path, name: str, value: float, *, labelled: bool = True, spacing: float = 1.0) -> VolumeFiles:
     """An 8-slice 40×40 volume with a labelled 12×12 square on slices 2..5 (label 2 there, label 5 elsewhere)."""
     image = np.full((8, 40, 40), value, dtype=np.float32)
     image[:, 10:30, 10:30] += 100
@@ -101,7 +100,7 @@ def write_case(folder: Path, name: str, value: float, *, labelled: bool = True, 
         path = folder / f"{name}_{suffix}.nrrd"
         sitk.WriteImage(written, str(path))
         paths.append(path)
-    return VolumeCase(*paths)
+    return VolumeFiles(*paths)
 
 
 def test_split_is_by_volume(tmp_path):
@@ -257,13 +256,14 @@ def fixed_prompt_losses(network: torch.nn.Module, item, model: str) -> tuple[flo
     masks = targets[:, 0].numpy() > 0.5
     rng = np.random.default_rng(5)
     coords, labels = zip(*(init_point_sampling(mask, 1, rng) for mask in masks))
-    prompted = PromptedSam(network, spec.multimask_default)
+    prompted = PromptedSam(network, len(item.masks), spec.multimask_default)
     losses = []
     with torch.no_grad():
         embedding = network.image_encoder(image)
-        boxes = torch.tensor(np.stack([box_from_mask(mask) for mask in masks]), dtype=torch.float32)
-        clicks = (torch.tensor(np.stack(coords), dtype=torch.float32), torch.tensor(np.stack(labels)))
-        for prompts in (DecoderPrompts(boxes=boxes), DecoderPrompts(points=clicks)):
+        for prompts in (
+            Prompts(boxes=torch.tensor(np.stack([box_from_mask(mask) for mask in masks]), dtype=torch.float32)),
+            Prompts(points=(torch.tensor(np.stack(coords), dtype=torch.float32), torch.tensor(np.stack(labels)))),
+        ):
             low_res, iou, _ = prompted(embedding, prompts, False)
             logits = F.interpolate(low_res, size=targets.shape[-2:], mode="bilinear", align_corners=False)
             losses.append(sam_med2d_loss(logits, targets, iou).total.item())
@@ -352,7 +352,7 @@ def cli_train(out: Path, *extra: str) -> list[str]:
     case = require(PYRADIOMICS / "brain1_image.nrrd")
     return [sys.executable, "-m", "sammed2d", "train", "--model", "sam-med2d", "--random-weights", "--vit", TINY_JSON,
             "--case", str(case), str(PYRADIOMICS / "brain1_label.nrrd"), "--val-fraction", "0", "--epochs", "3",
-            "--batch-size", "1", "--masks-per-image", "3", "--iterations", "2", "--lr-milestones", "2",
+            "--batch-size", "1", "--masks-per-image", "3", "--interaction-steps", "2", "--lr-milestones", "2",
             "--device", "cpu", "--no-progress", "--out", str(out), *extra]
 
 

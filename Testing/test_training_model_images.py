@@ -11,7 +11,7 @@ from sammed2d.intensity import fit_mapping
 from sammed2d.paper_prompts import EIGHT_CONNECTED
 from sammed2d.predictor import Predictor
 from sammed2d.session import VolumeSession
-from sammed2d.training.datasets import VolumeCase, VolumeSliceDataset
+from sammed2d.training.datasets import VolumeFiles, VolumeSliceDataset
 from sammed2d.volumes import read_volume
 
 PYRADIOMICS = DATA / "pyradiomics"
@@ -20,7 +20,7 @@ PYRADIOMICS = DATA / "pyradiomics"
 @pytest.mark.parametrize("axis", ["I", "J"])
 def test_anisotropic_training_samples_are_the_inference_model_images(litemedsam, axis):
     """brain1 is 0.78 × 0.78 × 6.5 mm: its I and J slices are 25 rows of 6.5 mm, 208 square-pixel rows to a model."""
-    case = VolumeCase(require(PYRADIOMICS / "brain1_image.nrrd"), PYRADIOMICS / "brain1_label.nrrd")
+    case = VolumeFiles(require(PYRADIOMICS / "brain1_image.nrrd"), PYRADIOMICS / "brain1_label.nrrd")
     dataset = VolumeSliceDataset([case], axes=(axis,), preset="minmax", min_mask_pixels=100)
     volume = read_volume(case.image)
     session = VolumeSession(volume, Predictor(litemedsam), fit_mapping(volume.array, "minmax"))

@@ -55,10 +55,10 @@ STAGE1_TRAINING = ("--model", "sam-med2d", "--vit", SMALL_VIT_JSON, "--trainable
                    "--case", str(PYRADIOMICS / "brain1_image.nrrd"), str(PYRADIOMICS / "brain1_label.nrrd"),
                    "--case", str(PYRADIOMICS / "brain2_image.nrrd"), str(PYRADIOMICS / "brain2_label.nrrd"),
                    "--val-fraction", "0", "--epochs", "40", "--lr", "3e-4", "--lr-milestones", "30",
-                   "--iterations", "2", "--seed", "0")
+                   "--interaction-steps", "2", "--seed", "0")
 LUNG2 = ("--case", str(PYRADIOMICS / "lung2_image.nrrd"), str(PYRADIOMICS / "lung2_label.nrrd"))
 STAGE2_TRAINING = ("--model", "sam-med2d", "--vit", SMALL_VIT_JSON, "--trainable", "adapters", *LUNG2,
-                   "--slices", "0", "20", "--val-fraction", "0", "--iterations", "0", "--epochs", "30",
+                   "--slices", "0", "20", "--val-fraction", "0", "--interaction-steps", "0", "--epochs", "30",
                    "--batch-size", "1", "--lr", "5e-4", "--lr-milestones", "--seed", "0")
 HELD_OUT_SLICES = ("--slices", "21", "60")
 

@@ -25,7 +25,7 @@ CaseInput = tuple[Source, Source]
 TRAINING_OPTIONS = {
     "model": "--model", "checkpoint": "--checkpoint", "vit": "--vit", "trainable": "--trainable", "epochs": "--epochs",
     "batch_size": "--batch-size", "accumulate": "--accumulate", "masks_per_image": "--masks-per-image",
-    "interaction_steps": "--iterations", "lr": "--lr", "lr_milestones": "--lr-milestones", "lr_gamma": "--lr-gamma",
+    "interaction_steps": "--interaction-steps", "lr": "--lr", "lr_milestones": "--lr-milestones", "lr_gamma": "--lr-gamma",
     "precision": "--precision", "seed": "--seed", "device": "--device", "workers": "--workers",
 }
 #: TrainingConfig fields that are ``sammed2d train`` switches
@@ -118,7 +118,6 @@ def trainingArguments(config: Mapping[str, Any]) -> list[str]:
     unknown = set(config) - set(TRAINING_OPTIONS) - set(TRAINING_FLAGS)
     if unknown:
         raise TypeError(f"training options a child run cannot pass on: {', '.join(sorted(unknown))}")
-    config = {"model": "sam-med2d", **config}  # TrainingConfig's default; the command line's is litemedsam
     arguments = []
     for field, option in TRAINING_OPTIONS.items():
         value = config.get(field)

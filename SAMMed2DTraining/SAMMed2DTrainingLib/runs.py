@@ -83,7 +83,7 @@ def trainCases(
     return train(config, trainSet, valSet)
 
 
-def _caseFiles(image: Source, labels: Source, folder: Path, number: int, segmentationsLogic) -> datasets.VolumeCase:
+def _caseFiles(image: Source, labels: Source, folder: Path, number: int, segmentationsLogic) -> datasets.VolumeFiles:
     if isFileCase(image, labels):
-        return datasets.VolumeCase(Path(image), Path(labels))
-    return datasets.VolumeCase(*writeCaseFiles(image, labels, folder, f"case{number}", segmentationsLogic))
+        return datasets.VolumeFiles(Path(image), Path(labels))
+    return datasets.VolumeFiles(*writeCaseFiles(image, labels, folder, f"case{number}", segmentationsLogic))

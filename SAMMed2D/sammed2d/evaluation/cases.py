@@ -37,6 +37,8 @@ class Structure:
 
 @dataclass(frozen=True)
 class VolumeCase:
+    """A benchmark case in memory: the volume and its label map as arrays (training's ``VolumeFiles`` are paths)."""
+
     name: str
     image: Volume
     labels: Volume

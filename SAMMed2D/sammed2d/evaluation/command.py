@@ -15,9 +15,8 @@ from typing import Sequence
 
 from .. import __version__
 from ..intensity import PRESETS
-from ..models import MODELS, ViTConfig, get_spec, load_model
+from ..models import DEFAULT_MODEL, MODELS, VIT_EXAMPLE, ViTConfig, get_spec, load_model
 from ..models.acceleration import configure_threads
-from ..training.command import vit_from_argument
 from ..volumes import AXES
 from .cases import Case, image_set_case, read_manifest, resolve_labels, volume_case
 from .modes import ALL_MODES, GROUPS, PAPER_MODES, expand_modes
@@ -32,11 +31,11 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", dest="models", action="append", metavar="NAME[:CHECKPOINT]",
                         help=f"a registry model ({', '.join(MODELS)}), with its weights file unless embedded; "
-                             "repeat to compare models on the same prompts (default: litemedsam)")
+                             f"repeat to compare models on the same prompts (default: {DEFAULT_MODEL})")
     parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default: %(default)s)")
-    parser.add_argument("--vit", type=json.loads, metavar="JSON",
+    parser.add_argument("--vit", metavar="JSON",
                         help="ViT size of non-standard ViT models among --model (e.g. small ones trained with "
-                             "sammed2d train --vit); LiteMedSAM ignores it")
+                             f"sammed2d train --vit), such as {VIT_EXAMPLE}; LiteMedSAM ignores it")
     parser.add_argument("--case", dest="cases", type=Path, nargs=2, action="append", default=[],
                         metavar=("IMAGE", "LABELS"), help="a volume and its label map or .seg.nrrd (repeatable)")
     parser.add_argument("--manifest", type=Path, action="append", default=[],
@@ -151,5 +150,6 @@ def benchmark_from_arguments(args: argparse.Namespace) -> BenchmarkOutput:
     cases = cases_from_arguments(args)
     resolve_labels(settings.labels, cases)  # a wrong label fails before the models load
     configure_threads(args.threads)
-    models = load_models(args.models or ["litemedsam"], args.device, vit_from_argument(args.vit), args.precision)
+    vit = ViTConfig.from_json(args.vit) if args.vit else None
+    models = load_models(args.models or [DEFAULT_MODEL], args.device, vit, args.precision)
     return benchmark(models, cases, settings, args.out)

@@ -110,7 +110,7 @@ def run_benchmark(
     return results
 
 
-class _Encoder:
+class _EncodeTimer:
     """Times embeddings that are actually computed (cache hits cost nothing and are not counted)."""
 
     def __init__(self, results: BenchmarkResults, key: str) -> None:
@@ -140,16 +140,16 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
         logger.warning("%s has no mask to evaluate along %s (labels %s, masks under %d pixels at 256² dropped)",
                        case.name, axis, list(settings.labels) or "all", settings.min_mask_pixels)
     spacing = case.image.pixel_spacing(axis)
-    encoder = _Encoder(results, entry.key)
+    timer = _EncodeTimer(results, entry.key)
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
     predicted: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     missing = [index for index in sorted({s.index for s in structures}) if not session.is_cached(axis, index)]
     everything = SliceSuggestions()
-    encoder.record(len(missing), lambda: session.encode_ahead(axis, missing))  # batched where the device gains
+    timer.record(len(missing), lambda: session.encode_ahead(axis, missing))  # batched where the device gains
     progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
     for structure in progress:  # a slice evicted from a small cache meanwhile is encoded again, and counted
-        encoder.ensure(lambda: session.is_cached(axis, structure.index),
-                       lambda: session.embedding(axis, structure.index))
+        timer.ensure(lambda: session.is_cached(axis, structure.index),
+                     lambda: session.embedding(axis, structure.index))
         factors = mask_factors(structure.mask, session.mapping.apply(case.image.slice(axis, structure.index)),
                                spacing)
 
@@ -230,7 +230,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
     if skipped:
         logger.info("%s is a 2D set: %s need volumes and are skipped", case.name, ", ".join(skipped))
     modes_2d = tuple(mode for mode in settings.modes if mode not in PROPAGATION_MODES)
-    encoder = _Encoder(results, entry.key)
+    timer = _EncodeTimer(results, entry.key)
     identity = predictor.model.identity
     everything = SliceSuggestions()
     progress = progress_bar(structures, desc=f"{entry.key} {case.name}", unit="mask", disable=not settings.progress)
@@ -242,12 +242,13 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
             entry.cache.put(cache_key, embedding)
             return embedding
 
-        encoder.ensure(lambda: cache_key in entry.cache, encode)
+        timer.ensure(lambda: cache_key in entry.cache, encode)
         embedding = entry.cache.get(cache_key) or encode()
         factors = mask_factors(structure.mask, images[structure.index])
 
         def segment(**prompt) -> Prediction:
-            return predictor.predict(embedding, **prompt)
+            predictor.set_embedding(embedding)
+            return predictor.predict(**prompt)
 
         def suggest() -> Suggestions:
             return everything.get(structure.index, lambda: generate(predictor, embedding, settings.everything))

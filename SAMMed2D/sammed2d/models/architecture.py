@@ -7,6 +7,7 @@ this module only wires them at the right sizes and inserts the SAM-Med2D adapter
 from __future__ import annotations
 
 import importlib
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -18,6 +19,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from segment_anything.modeling.image_encoder import Block
 from torch import nn
 
+from ..errors import InputError
 from .adapter import AdaptedBlock
 
 PATCH_SIZE = 16
@@ -46,11 +48,23 @@ class ViTConfig:
             global_attn_indexes=tuple(int(i) for i in config["encoder_global_attn_indexes"]),
         )
 
+    @classmethod
+    def from_json(cls, text: str) -> "ViTConfig":
+        """The ``--vit`` option of every command: a JSON object of the four fields (``to_dict``'s form)."""
+        try:
+            value = json.loads(text)
+            return cls(int(value["embed_dim"]), int(value["depth"]), int(value["num_heads"]),
+                       tuple(int(block) for block in value["global_attn_indexes"]))
+        except (ValueError, TypeError, KeyError) as error:
+            raise InputError(f"--vit {text!r}: write a JSON object such as {VIT_EXAMPLE} ({error})") from None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 VIT_B = ViTConfig(768, 12, 12, (2, 5, 8, 11))
+#: the form ``--vit`` takes, shown in help and errors
+VIT_EXAMPLE = '{"embed_dim": 96, "depth": 4, "num_heads": 4, "global_attn_indexes": [1, 3]}'
 VIT_L = ViTConfig(1024, 24, 16, (5, 11, 17, 23))
 VIT_H = ViTConfig(1280, 32, 16, (7, 15, 23, 31))
 

@@ -55,15 +55,6 @@ class ServeOptions:
     seed: int = 0
 
 
-def parse_vit(text: str) -> ViTConfig:
-    """'96,4,4,1:3' → embed dim 96, depth 4, 4 heads, global attention in blocks 1 and 3."""
-    try:
-        dim, depth, heads, blocks = text.split(",")
-        return ViTConfig(int(dim), int(depth), int(heads), tuple(int(b) for b in blocks.split(":")))
-    except ValueError:
-        raise InputError(f"--vit {text!r}: write EMBED_DIM,DEPTH,HEADS,GLOBAL_BLOCKS such as 96,4,4,1:3") from None
-
-
 def serve(options: ServeOptions, announce: Callable[[str], None]) -> int:
     """Run until interrupted; ``announce`` prints the address (and a generated token) for the user."""
     token = choose_token(options.token)
@@ -143,6 +134,6 @@ def _load(options: ServeOptions) -> LoadedModel:
     if options.random_weights:
         logger.warning("serving RANDOM weights: for tests and benchmarks only, the masks mean nothing")
         torch.manual_seed(options.seed)
-        vit = parse_vit(options.vit) if options.vit else None
+        vit = ViTConfig.from_json(options.vit) if options.vit else None
         return load_model(options.model, vit=vit, random_weights=True, **speed)
     return load_model(options.model, options.checkpoint, **speed)

@@ -7,16 +7,14 @@ the same way; ``sammed2d.cli`` only registers the subcommand and reports the res
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..intensity import PRESETS
-from ..models import ViTConfig
+from ..models import VIT_EXAMPLE, ViTConfig
 from ..paper_data import read_json_index
 from ..volumes import AXES
 from . import datasets
 from .trainer import PRECISIONS, TRAINABLE, TrainingConfig, TrainingResult, train
-from ..errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--trainable", default="auto", choices=TRAINABLE,
                         help="parts to train (default: adapters+decoder when the model has adapters, else "
-                             "all-but-encoder; 'adapters' needs --iterations 0; 'all' includes the encoder)")
+                             "all-but-encoder; 'adapters' needs --interaction-steps 0; 'all' includes the encoder)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=2, help="images per batch and process (default: %(default)s)")
     parser.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step (default: %(default)s)")
     parser.add_argument("--masks-per-image", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=8,
-                        help="interaction steps after the first, per batch (default: %(default)s)")
+    parser.add_argument("--interaction-steps", "--iterations", dest="interaction_steps", type=int, default=8,
+                        help="interaction steps after the first, per batch (default: %(default)s; --iterations is "
+                             "its deprecated old name)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lr-milestones", type=int, nargs="*", default=[5, 10],
                         help="epochs after which the learning rate is multiplied by --lr-gamma (default: 5 10)")
@@ -61,9 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default: %(default)s)")
     parser.add_argument("--init-from-sam", action="store_true",
                         help="--checkpoint holds original SAM weights: convert them")
-    parser.add_argument("--vit", type=json.loads, metavar="JSON",
-                        help='ViT size of a non-standard model, e.g. {"embed_dim": 96, "depth": 4, "num_heads": 4, '
-                             '"global_attn_indexes": [1, 3]}')
+    parser.add_argument("--vit", metavar="JSON", help=f"ViT size of a non-standard model, e.g. {VIT_EXAMPLE}")
     parser.add_argument("--random-weights", action="store_true",
                         help="start from random weights (tests and timing only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,29 +82,19 @@ def datasets_from_arguments(
             return datasets.JsonDataset(entries), datasets.JsonDataset(held_out)
         train_entries, val_entries = datasets.split_by_group(entries, args.val_fraction, args.seed)
         return datasets.JsonDataset(train_entries), datasets.JsonDataset(val_entries) if val_entries else None
-    cases = [datasets.VolumeCase(image, labels) for image, labels in args.case]
+    cases = [datasets.VolumeFiles(image, labels) for image, labels in args.case]
     train_cases, val_cases = datasets.split_by_group(cases, args.val_fraction, args.seed)
     options = (args.axes, args.preset, args.min_mask_pixels, tuple(args.slices) if args.slices else None)
     validation = datasets.VolumeSliceDataset(val_cases, *options) if val_cases else None
     return datasets.VolumeSliceDataset(train_cases, *options), validation
 
 
-def vit_from_argument(value: dict | None) -> ViTConfig | None:
-    """The ``--vit`` JSON object (shared with ``sammed2d benchmark``, which evaluates such small models)."""
-    if not value:
-        return None
-    try:
-        return ViTConfig(**{**value, "global_attn_indexes": tuple(value["global_attn_indexes"])})
-    except (TypeError, KeyError) as error:
-        raise InputError(f"--vit needs embed_dim, depth, num_heads and global_attn_indexes ({error})") from None
-
-
 def config_from_arguments(args: argparse.Namespace) -> TrainingConfig:
-    vit = vit_from_argument(args.vit)
+    vit = ViTConfig.from_json(args.vit) if args.vit else None
     return TrainingConfig(
         out=args.out, model=args.model, checkpoint=args.checkpoint, vit=vit, init_from_sam=args.init_from_sam,
         random_weights=args.random_weights, trainable=args.trainable, epochs=args.epochs, batch_size=args.batch_size,
-        accumulate=args.accumulate, masks_per_image=args.masks_per_image, interaction_steps=args.iterations,
+        accumulate=args.accumulate, masks_per_image=args.masks_per_image, interaction_steps=args.interaction_steps,
         lr=args.lr, lr_milestones=tuple(args.lr_milestones), lr_gamma=args.lr_gamma, precision=args.precision,
         seed=args.seed, device=args.device, workers=args.workers, resume=args.resume, progress=not args.no_progress,
     )

@@ -73,8 +73,8 @@ class JsonDataset(Dataset[TrainingItem]):
 
 
 @dataclass(frozen=True)
-class VolumeCase:
-    """A volume and its label map (NRRD, NIfTI … or a Slicer .seg.nrrd) on the same voxel grid."""
+class VolumeFiles:
+    """The files of a volume and its label map (NRRD, NIfTI … or a Slicer .seg.nrrd) on the same voxel grid."""
 
     image: Path
     labels: Path
@@ -94,7 +94,7 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
 
     def __init__(
         self,
-        cases: Sequence[VolumeCase],
+        cases: Sequence[VolumeFiles],
         axes: Sequence[str] = ("K",),
         preset: str = "minmax",
         min_mask_pixels: int = 100,
@@ -130,7 +130,7 @@ class VolumeSliceDataset(Dataset[TrainingItem]):
         return TrainingItem(image, masks, source)
 
 
-def _load_case(case: VolumeCase, preset: str) -> tuple[Volume, IntensityMapping, Volume]:
+def _load_case(case: VolumeFiles, preset: str) -> tuple[Volume, IntensityMapping, Volume]:
     for path in (case.image, case.labels):
         if not Path(path).exists():
             raise DatasetError(f"{path} does not exist")

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..checkpoints import CheckpointError, apply_state_dict
-from ..models import ViTConfig, get_spec, load_model
+from ..models import DEFAULT_MODEL, ViTConfig, get_spec, load_model
 from ..progress import ProgressBar, progress_bar
 from . import distributed, state
 from .datasets import TrainingItem
@@ -58,7 +58,7 @@ class TrainingConfig:
     """Defaults are the reference's (train.py), except that the learning-rate schedule is on."""
 
     out: Path
-    model: str = "sam-med2d"
+    model: str = DEFAULT_MODEL  # the CLI's default too
     checkpoint: Path | None = None
     vit: ViTConfig | None = None
     init_from_sam: bool = False
@@ -207,7 +207,7 @@ class _Run:
                                       f"{self.trainable!r} (the optimizer state only fits the same parts)")
             apply_state_dict(self.network, resumed["model"], config.out / state.LAST)
         parameters = select_trainable(self.network, self.trainable)
-        prompted = PromptedSam(self.network, self.spec.multimask_default)
+        prompted = PromptedSam(self.network, config.masks_per_image, self.spec.multimask_default)
         self.model: torch.nn.Module = prompted
         if processes.distributed:
             device_ids = [processes.device.index] if processes.device.type == "cuda" else None
