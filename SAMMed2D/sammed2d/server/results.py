@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Hashable
 
 import numpy as np
 
@@ -16,9 +15,35 @@ from ..bounded_lru import BoundedLRU
 
 
 @dataclass(frozen=True)
+class SliceContext:
+    """A result computed on one slice of an uploaded volume: only a result of the same slice refines it."""
+
+    volume_id: str
+    preset: str
+    axis: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"volume {self.volume_id} ({self.preset}), slice {self.index} along {self.axis}"
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """A result computed on a 2D image of the stateless mode."""
+
+    image_id: str
+    preset: str
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} ({self.preset})"
+
+
+ResultContext = SliceContext | ImageContext
+
+
+@dataclass(frozen=True)
 class StoredResult:
-    #: what the result was computed on: ("volume", id, preset, axis, index) or ("image", id, preset)
-    context: tuple[Hashable, ...]
+    context: ResultContext  # what the result was computed on
     mask: np.ndarray  # bool, slice pixels
     low_res_logits: np.ndarray  # float32, the model's low-res grid
     score: float

@@ -32,7 +32,7 @@ from .errors import ApiError
 from .jobs import Emit, JobRegistry, PropagationJob
 from .locking import ModelLock
 from .prefetch import Prefetcher
-from .results import ResultStore, StoredResult
+from .results import ImageContext, ResultContext, ResultStore, SliceContext, StoredResult
 from .schemas import (
     Prompt,
     PropagateRequest,
@@ -169,7 +169,7 @@ class SegmentationService:
 
     def segment_slice(self, given_id: str, request: SegmentSliceRequest) -> SegmentOutcome:
         session = self.session(given_id, request.preset)
-        context = ("volume", given_id, request.preset, request.axis, request.index)
+        context = SliceContext(given_id, request.preset, request.axis, request.index)
         previous = self._previous(request.previous, context)
         points, labels, box = _prompt_arrays(request)
         cached = session.is_cached(request.axis, request.index)  # or being encoded (by the prefetcher, say)
@@ -185,7 +185,7 @@ class SegmentationService:
         cached = self.embeddings.claimed(key)
         with client_mistakes():
             embedding = self.embeddings.get_or_compute(key, lambda: self._encode_image(request))
-        context = ("image", request.image_id, request.preset)
+        context = ImageContext(request.image_id, request.preset)
         previous = self._previous(request.previous, context)
         points, labels, box = _prompt_arrays(request)
         with client_mistakes(), self.lock:  # the lock orders model calls; the predictor itself holds no state
@@ -217,7 +217,7 @@ class SegmentationService:
                            "id with sammed2d.ids.image_id over the same array")
         return pixels
 
-    def _previous(self, handle: str | None, context: tuple) -> StoredResult | None:
+    def _previous(self, handle: str | None, context: ResultContext) -> StoredResult | None:
         if handle is None:
             return None
         previous = self.results.get(handle)
@@ -225,11 +225,11 @@ class SegmentationService:
             raise ApiError(404, "handle_unknown", f"result {handle} is no longer on the server (only the latest "
                            f"{self.limits.max_results} are kept): segment again without 'previous'")
         if previous.context != context:
-            raise ApiError(400, "handle_mismatch", f"result {handle} belongs to {_describe(previous.context)}, not "
-                           f"{_describe(context)}: refine a result of the same slice")
+            raise ApiError(400, "handle_mismatch", f"result {handle} belongs to {previous.context}, not {context}: "
+                           "refine a result of the same slice")
         return previous
 
-    def _outcome(self, prediction: Prediction, context: tuple, previous: StoredResult | None,
+    def _outcome(self, prediction: Prediction, context: ResultContext, previous: StoredResult | None,
                  cached: bool) -> SegmentOutcome:
         mask = prediction.masks[0]
         score = float(prediction.scores[0])
@@ -282,7 +282,7 @@ class SegmentationService:
         if (key.handle is None) == (key.mask is None):
             raise InputError(f"key slice {key.index}: give either a result handle or a mask, not both or neither")
         if key.handle is not None:
-            stored = self._previous(key.handle, ("volume", given_id, request.preset, request.axis, key.index))
+            stored = self._previous(key.handle, SliceContext(given_id, request.preset, request.axis, key.index))
             assert stored is not None
             return stored.mask, stored.low_res_logits, stored.score
         return unpack_mask(key.mask.model_dump()), None, 1.0
@@ -307,9 +307,3 @@ def _prompt_arrays(prompt: Prompt) -> tuple[np.ndarray | None, np.ndarray | None
     labels = np.array([p.label for p in prompt.points], dtype=np.int64) if prompt.points else None
     box = None if prompt.box is None else np.asarray(prompt.box, dtype=np.float64)
     return points, labels, box
-
-
-def _describe(context: tuple) -> str:
-    if context[0] == "image":
-        return f"image {context[1]} ({context[2]})"
-    return f"volume {context[1]} ({context[2]}), slice {context[4]} along {context[3]}"
