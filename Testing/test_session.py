@@ -65,3 +65,14 @@ def test_cache_keys_separate_intensity_mappings_and_content(random_tiny_model):
     assert VolumeSession(Volume(array.copy(), volume.geometry), predictor, lung.mapping).volume_id == lung.volume_id
     with pytest.raises(ValueError, match="outside the volume"):
         lung.segment("K", 5, box=[0, 0, 4, 4])
+
+
+def test_resampled_slices_stay_in_the_models_range():
+    """Bilinear resampling of values up to 255 rounds to 255.00002 on some of lung2's coronal slices: the model
+    image is clipped, so the predictor never refuses the user's slice."""
+    from sammed2d.model_images import model_image
+
+    volume = read_volume(require(DATA / "pyradiomics" / "lung2_image.nrrd"))
+    image = model_image(volume, fit_mapping(volume.array, "ct-lung"), "J", 368)
+    assert image.shape[0] > volume.slice("J", 368).shape[0]  # resampled to square pixels
+    assert image.min() >= 0.0 and image.max() == 255.0

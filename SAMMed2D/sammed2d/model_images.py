@@ -35,7 +35,7 @@ def model_image(volume: Volume, mapping: IntensityMapping, axis: Axis, index: in
 
     resized = F.interpolate(torch.from_numpy(image)[None, None], size=(rows, image.shape[1]), mode="bilinear",
                             align_corners=False)
-    return resized[0, 0].numpy()
+    return np.clip(resized[0, 0].numpy(), 0.0, 255.0)  # float rounding can step past 255 (255.00002)
 
 
 def slice_rows(rows: int, model_rows: int) -> np.ndarray:
