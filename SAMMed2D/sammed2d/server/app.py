@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from .. import __version__
 from .errors import install_error_handlers
 from .middleware import RequestGuard
-from .routes import build_router
+from .routes import build_router, install_refusal_handlers
 from .security import BearerCheck
 from .service import SegmentationService
 
@@ -43,6 +43,7 @@ def create_app(service: SegmentationService, token: str, limits: HttpLimits = Ht
                     "'Authorization: Bearer <token>'; every error is {\"error\": code, \"detail\": text}.",
     )
     install_error_handlers(app)
+    install_refusal_handlers(app)
     app.include_router(build_router(service, limits.max_request_bytes, limits.max_upload_bytes), prefix=API_PREFIX)
 
     def body_limit(method: str, path: str) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..bounded_lru import BoundedLRU
 from ..propagation import Propagation
 from ..wire import pack_mask
-from .errors import ApiError
+from .refusals import Busy
 from .locking import ModelLock
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ class JobRegistry:
     def start(self, job: PropagationJob) -> None:
         with self._lock:
             if len(self._running) >= self.max_running:
-                raise ApiError(429, "too_many_jobs", f"{self.max_running} propagations are running; wait for one to "
-                               "finish or cancel one (DELETE /v1/jobs/{id})")
+                raise Busy("too_many_jobs", f"{self.max_running} propagations are running; wait for one to "
+                           "finish or cancel one (DELETE /v1/jobs/{id})")
             self._running[job.id] = job
         job.start(self._ended)
 

@@ -12,16 +12,17 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..errors import InputError, PromptOutside
 from ..intensity import PRESETS
 from ..everything import Suggestions
 from ..volumes import AXES
 from ..wire import IDENTITY_DIRECTION, PROTOCOL_VERSION, pack_mask
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .schemas import (
     HANDLE_PATTERN,
     ID_PATTERN,
@@ -41,9 +42,12 @@ from .schemas import (
     VolumeInfo,
 )
 from .jobs import JobStatus
+from .refusals import Busy, Mismatch, Refusal, TooLarge, Unknown
 from .service import SegmentationService, SegmentOutcome, VolumeMetadata
 
 CAPABILITIES = ["volumes", "images", "refine", "propagate", "prefetch", "cancel", "suggest"]
+#: the HTTP status of each kind of refusal by the service
+STATUS: dict[type[Refusal], int] = {Mismatch: 400, Unknown: 404, TooLarge: 413, Busy: 429}
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 411, 413, 422, 429, 500)}
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}}}
@@ -172,6 +176,20 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
         return _job(service.jobs.cancel(job_id), job_id)
 
     return router
+
+
+def install_refusal_handlers(app: FastAPI) -> None:
+    """The service's refusals and the engine's InputError (what the caller gave wrong) as 4xx answers; anything
+    else is ours and goes on to the request guard's logged 500."""
+
+    @app.exception_handler(Refusal)
+    async def _refused(_: Request, error: Refusal) -> Response:
+        status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+        return error_response(status, error.code, error.detail)
+
+    @app.exception_handler(InputError)
+    async def _input(_: Request, error: InputError) -> Response:
+        return error_response(400, "prompt_outside" if isinstance(error, PromptOutside) else "bad_request", str(error))
 
 
 def _volume_info(service: SegmentationService, volume_id: str) -> VolumeInfo:

@@ -1,8 +1,8 @@
 """The model behind the API: volumes, sessions, embeddings, results and jobs around one predictor.
 
 Every model call goes through one ``ModelLock``; sessions (one per volume and intensity preset)
-share one embedding cache, so its budget covers the whole server. Engine errors about the caller's
-input (``ValueError``) become 400s with the engine's own message.
+share one embedding cache, so its budget covers the whole server. What it refuses it raises as a
+``Refusal`` of its kind, or the engine's ``InputError``; the routes turn them into HTTP answers.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..bounded_lru import BoundedLRU
-from ..errors import InputError, PromptOutside
+from ..errors import InputError
 from ..everything import EverythingSettings, Suggestions
 from ..ids import image_id, volume_id
 from ..intensity import fit_mapping
@@ -28,10 +26,10 @@ from ..propagation import Propagation, PropagationSettings
 from ..session import EmbeddingCache, VolumeSession
 from ..volumes import Geometry, Volume
 from ..wire import decode_array, decode_image, pack_mask, unpack_mask, wire_dtype
-from .errors import ApiError
 from .jobs import Emit, JobRegistry, PropagationJob
 from .locking import ModelLock
 from .prefetch import Prefetcher
+from .refusals import Mismatch, TooLarge, Unknown
 from .results import ImageContext, ResultContext, ResultStore, SliceContext, StoredResult
 from .schemas import (
     Prompt,
@@ -77,18 +75,6 @@ class SegmentOutcome:
     embedding_cached: bool
 
 
-@contextmanager
-def client_mistakes() -> Iterator[None]:
-    """The engine's ``InputError`` says what the caller gave wrong: answer it with a 400. Any other error is
-    ours and goes on to the logged 500."""
-    try:
-        yield
-    except PromptOutside as error:
-        raise ApiError(400, "prompt_outside", str(error)) from None
-    except InputError as error:
-        raise ApiError(400, "bad_request", str(error)) from None
-
-
 class SegmentationService:
     def __init__(self, model: LoadedModel, limits: ServiceLimits) -> None:
         self.model = model
@@ -118,18 +104,17 @@ class SegmentationService:
         existing = self.volumes.get(given_id)
         if existing is not None:
             return existing, False
-        with client_mistakes():
-            _check_geometry(metadata)
-            try:
-                array = decode_array(body, metadata.shape, metadata.dtype, self.limits.volume_budget_bytes)
-            except OverflowError as error:
-                raise ApiError(413, "volume_too_large", f"{error}: the server's volume budget "
-                               "(--memory-budget) is smaller than this volume") from None
-            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-                raise InputError("the volume contains NaN or infinite values; replace them before uploading")
+        _check_geometry(metadata)
+        try:
+            array = decode_array(body, metadata.shape, metadata.dtype, self.limits.volume_budget_bytes)
+        except OverflowError as error:
+            raise TooLarge("volume_too_large", f"{error}: the server's volume budget "
+                           "(--memory-budget) is smaller than this volume") from None
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise InputError("the volume contains NaN or infinite values; replace them before uploading")
         actual = volume_id(array, metadata.spacing, metadata.origin, metadata.direction)
         if actual != given_id:
-            raise ApiError(400, "content_mismatch", f"the data hashes to {actual}, not {given_id}: compute the id with "
+            raise Mismatch("content_mismatch", f"the data hashes to {actual}, not {given_id}: compute the id with "
                            "sammed2d.ids.volume_id over the same voxels and geometry")
         geometry = Geometry(metadata.spacing, metadata.origin, metadata.direction)
         volume = Volume(array, geometry, source=f"upload {given_id}")
@@ -139,8 +124,8 @@ class SegmentationService:
     def volume(self, given_id: str) -> Volume:
         volume = self.volumes.get(given_id)
         if volume is None:
-            raise ApiError(404, "volume_unknown", f"volume {given_id} is not on the server (never uploaded, deleted or "
-                           "evicted to stay within the memory budget): upload it again")
+            raise Unknown("volume_unknown", f"volume {given_id} is not on the server (never uploaded, deleted or "
+                          "evicted to stay within the memory budget): upload it again")
         return volume
 
     def _forget_sessions(self, given_id: str) -> None:
@@ -156,8 +141,8 @@ class SegmentationService:
             session = self._sessions.get((given_id, preset))
         if session is not None:
             return session
-        with client_mistakes():  # fitted outside the lock: a percentile over a large volume takes a while
-            mapping = fit_mapping(volume.array, preset)
+        # fitted outside the lock: a percentile over a large volume takes a while
+        mapping = fit_mapping(volume.array, preset)
         session = VolumeSession(volume, self.predictor, mapping, self.embeddings, self.lock, content_id=given_id)
         with self._sessions_lock:
             session = self._sessions.setdefault((given_id, preset), session)
@@ -173,9 +158,8 @@ class SegmentationService:
         previous = self._previous(request.previous, context)
         points, labels, box = _prompt_arrays(request)
         cached = session.is_cached(request.axis, request.index)  # or being encoded (by the prefetcher, say)
-        with client_mistakes():
-            prediction = session.segment(request.axis, request.index, points, labels, box,
-                                         None if previous is None else previous.low_res_logits, request.multimask)
+        prediction = session.segment(request.axis, request.index, points, labels, box,
+                                     None if previous is None else previous.low_res_logits, request.multimask)
         if request.prefetch:
             self.prefetcher.schedule(session, request.axis, request.index)
         return self._outcome(prediction, context, previous, cached)
@@ -183,20 +167,19 @@ class SegmentationService:
     def segment_image(self, request: SegmentImageRequest) -> SegmentOutcome:
         key = ("image", request.image_id, request.preset, *self.model.identity)
         cached = self.embeddings.claimed(key)
-        with client_mistakes():
-            embedding = self.embeddings.get_or_compute(key, lambda: self._encode_image(request))
+        embedding = self.embeddings.get_or_compute(key, lambda: self._encode_image(request))
         context = ImageContext(request.image_id, request.preset)
         previous = self._previous(request.previous, context)
         points, labels, box = _prompt_arrays(request)
-        with client_mistakes(), self.lock:  # the lock orders model calls; the predictor itself holds no state
+        with self.lock:  # the lock orders model calls; the predictor itself holds no state
             logits = None if previous is None else previous.low_res_logits
             prediction = self.predictor.predict(embedding, points, labels, box, logits, request.multimask)
         return self._outcome(prediction, context, previous, cached)
 
     def _encode_image(self, request: SegmentImageRequest) -> ImageEmbedding:
         if request.image is None:
-            raise ApiError(404, "image_not_cached", f"the server has no embedding for image {request.image_id}: "
-                           "send the pixels with the prompt")
+            raise Unknown("image_not_cached", f"the server has no embedding for image {request.image_id}: "
+                          "send the pixels with the prompt")
         pixels = self._decode_image(request)
         mapped = fit_mapping(pixels, request.preset).apply(pixels)
         with self.lock:
@@ -210,10 +193,10 @@ class SegmentationService:
         try:
             pixels = decode_image(request.image.model_dump(), self.limits.max_image_bytes)
         except OverflowError as error:
-            raise ApiError(413, "image_too_large", str(error)) from None
+            raise TooLarge("image_too_large", str(error)) from None
         actual = image_id(pixels)
         if actual != request.image_id:
-            raise ApiError(400, "content_mismatch", f"the pixels hash to {actual}, not {request.image_id}: compute the "
+            raise Mismatch("content_mismatch", f"the pixels hash to {actual}, not {request.image_id}: compute the "
                            "id with sammed2d.ids.image_id over the same array")
         return pixels
 
@@ -222,10 +205,10 @@ class SegmentationService:
             return None
         previous = self.results.get(handle)
         if previous is None:
-            raise ApiError(404, "handle_unknown", f"result {handle} is no longer on the server (only the latest "
-                           f"{self.limits.max_results} are kept): segment again without 'previous'")
+            raise Unknown("handle_unknown", f"result {handle} is no longer on the server (only the latest "
+                          f"{self.limits.max_results} are kept): segment again without 'previous'")
         if previous.context != context:
-            raise ApiError(400, "handle_mismatch", f"result {handle} belongs to {previous.context}, not {context}: "
+            raise Mismatch("handle_mismatch", f"result {handle} belongs to {previous.context}, not {context}: "
                            "refine a result of the same slice")
         return previous
 
@@ -243,9 +226,8 @@ class SegmentationService:
         """Everything mode on one slice, and whether its embedding was ready. Its model calls yield to clicks
         (a grid takes m² decoder calls), one batch of grid points at a time."""
         session = self.session(given_id, request.preset)
-        with client_mistakes():
-            session.volume.slice(request.axis, request.index)
-            settings = EverythingSettings(**request.settings.model_dump(exclude_none=True))
+        session.volume.slice(request.axis, request.index)
+        settings = EverythingSettings(**request.settings.model_dump(exclude_none=True))
         cached = session.is_cached(request.axis, request.index)
         with self.lock.background():
             return session.suggest(request.axis, request.index, settings), cached
@@ -258,10 +240,9 @@ class SegmentationService:
         for pair in ("slice_range", "discover_percentiles"):  # tuples in the engine, lists in JSON
             if pair in options:
                 options[pair] = tuple(options[pair])
-        with client_mistakes():
-            keys = {key.index: self._key(given_id, request, key) for key in request.keys}
-            propagation = self._propagation_for(session, given_id, request, options)
-            propagation.sync_keys(keys)
+        keys = {key.index: self._key(given_id, request, key) for key in request.keys}
+        propagation = self._propagation_for(session, given_id, request, options)
+        propagation.sync_keys(keys)
         job = PropagationJob(propagation, given_id, self.lock, emit)
         self.jobs.start(job)
         return job
