@@ -204,11 +204,12 @@ def test_stateless_images_send_pixels_once_and_equal_the_predictor(tiny_server, 
     refined = client.segment_image(image, points=[[30, 30]], previous=first, preset="percentile")
 
     predictor = Predictor(tiny_model)
-    predictor.set_image(fit_mapping(image, "percentile").apply(image))
-    expected = predictor.predict(box=[5, 5, 60, 50])
+    embedding = predictor.encode(fit_mapping(image, "percentile").apply(image))
+    expected = predictor.predict(embedding, box=[5, 5, 60, 50])
     np.testing.assert_array_equal(first.mask, expected.masks[0])
     np.testing.assert_array_equal(again.mask, expected.masks[0])
-    expected_refined = predictor.predict(points=[[30, 30]], point_labels=[1], mask_logits=expected.low_res_logits[0])
+    expected_refined = predictor.predict(embedding, points=[[30, 30]], point_labels=[1],
+                                         mask_logits=expected.low_res_logits[0])
     np.testing.assert_array_equal(refined.mask, expected_refined.masks[0])
 
 

@@ -29,7 +29,8 @@ from sammed2d.models import ViTConfig, get_spec, load_model
 from sammed2d.paper_data import DatasetError, read_json_index
 from sammed2d.training.datasets import JsonDataset, VolumeFiles, VolumeSliceDataset, split_by_group
 from sammed2d.training.inputs import image_to_input, masks_to_input
-from sammed2d.training.interaction import PromptedSam, Prompts
+from sammed2d.decoding import DecoderPrompts
+from sammed2d.training.interaction import PromptedSam
 from sammed2d.training.losses import sam_med2d_loss
 from sammed2d.paper_prompts import box_from_mask, error_region_points, init_point_sampling
 from sammed2d.training.trainer import TrainingConfig, train
@@ -256,14 +257,13 @@ def fixed_prompt_losses(network: torch.nn.Module, item, model: str) -> tuple[flo
     masks = targets[:, 0].numpy() > 0.5
     rng = np.random.default_rng(5)
     coords, labels = zip(*(init_point_sampling(mask, 1, rng) for mask in masks))
-    prompted = PromptedSam(network, len(item.masks), spec.multimask_default)
+    prompted = PromptedSam(network, spec.multimask_default)
     losses = []
     with torch.no_grad():
         embedding = network.image_encoder(image)
-        for prompts in (
-            Prompts(boxes=torch.tensor(np.stack([box_from_mask(mask) for mask in masks]), dtype=torch.float32)),
-            Prompts(points=(torch.tensor(np.stack(coords), dtype=torch.float32), torch.tensor(np.stack(labels)))),
-        ):
+        boxes = torch.tensor(np.stack([box_from_mask(mask) for mask in masks]), dtype=torch.float32)
+        clicks = (torch.tensor(np.stack(coords), dtype=torch.float32), torch.tensor(np.stack(labels)))
+        for prompts in (DecoderPrompts(boxes=boxes), DecoderPrompts(points=clicks)):
             low_res, iou, _ = prompted(embedding, prompts, False)
             logits = F.interpolate(low_res, size=targets.shape[-2:], mode="bilinear", align_corners=False)
             losses.append(sam_med2d_loss(logits, targets, iou).total.item())

@@ -333,8 +333,8 @@ def _train_options(training: argparse.ArgumentParser) -> None:
 def _benchmark_options(bench: argparse.ArgumentParser) -> None:
     from .evaluation.command import add_arguments
 
-    _add_speed_arguments(bench)
     add_arguments(bench)
+    _add_speed_arguments(bench)
 
 
 def _web_options(web: argparse.ArgumentParser) -> None:

@@ -207,7 +207,7 @@ class _Run:
                                       f"{self.trainable!r} (the optimizer state only fits the same parts)")
             apply_state_dict(self.network, resumed["model"], config.out / state.LAST)
         parameters = select_trainable(self.network, self.trainable)
-        prompted = PromptedSam(self.network, config.masks_per_image, self.spec.multimask_default)
+        prompted = PromptedSam(self.network, self.spec.multimask_default)
         self.model: torch.nn.Module = prompted
         if processes.distributed:
             device_ids = [processes.device.index] if processes.device.type == "cuda" else None
