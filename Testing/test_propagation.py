@@ -10,7 +10,7 @@ from conftest import DATA, require
 from sammed2d.intensity import fit_mapping
 from sammed2d.metrics import dice
 from sammed2d.predictor import Predictor
-from sammed2d.propagation import Propagation, PropagationSettings
+from sammed2d.propagation import STOP_CHECKS, Propagation, PropagationSettings, StopReason
 from sammed2d.session import EmbeddingCache, VolumeSession
 from sammed2d.volumes import read_labels, read_volume
 
@@ -140,9 +140,9 @@ def test_a_part_that_splits_off_the_lesion_is_found(brain1):
     session, truth = brain1
     key = int(truth.sum(axis=(1, 2)).argmax())
     lesion = np.flatnonzero(truth.any(axis=(1, 2)))
-    chain_only = seeded(session, truth, key, discover_radius=0.0)
+    chain_only = seeded(session, truth, key)
     chain_only.run()
-    propagation = seeded(session, truth, key)
+    propagation = seeded(session, truth, key, discover_radius=1.0)  # off by default
     propagation.run()
     labels = propagation.labelmap()
     components, count = ndimage.label(truth[12])
@@ -162,12 +162,38 @@ def test_the_prompt_box_remembers_a_slice_where_the_lesion_narrows(brain1):
     session, truth = brain1
     key = int(truth.sum(axis=(1, 2)).argmax())
     assert truth[14].sum() < 0.5 * min(truth[13].sum(), truth[15].sum())
-    one_back = seeded(session, truth, key, box_memory=1)
+    one_back = seeded(session, truth, key, box_memory=1, discover_radius=1.0)
     one_back.run()
-    propagation = seeded(session, truth, key)
+    propagation = seeded(session, truth, key, discover_radius=1.0)
     propagation.run()
     recall_13 = [(found.labelmap()[13] & truth[13]).sum() / truth[13].sum() for found in (one_back, propagation)]
     assert recall_13[0] < 0.55 and recall_13[1] > 0.75
     assert dice(propagation.labelmap(), truth) >= 0.844  # within 0.05 of the oracle's 0.894 (the issue's target)
     with pytest.raises(ValueError, match="box_memory"):
         PropagationSettings(box_memory=0)
+
+
+def test_the_box_margin_is_counted_in_the_model_input_pixels(lung2, brain1):
+    """3 pixels of the 256-pixel model input: 6 pixels of a 512 slice, 3 of a 256 one; on lung2's sagittal
+    slices (61 rows of 5 mm resampled to square 0.63 mm pixels) the rows' margin shrinks by the same factor."""
+    for (session, _), pixels_per_side in ((lung2, 6.0), (brain1, 3.0)):
+        propagation = Propagation(session, "K", PropagationSettings(box_margin=3.0))
+        assert propagation.margin == pytest.approx((pixels_per_side, pixels_per_side))
+    session = lung2[0]
+    resampling = session.resampling("I")
+    assert resampling.model_rows > resampling.rows  # the slices are stretched to square pixels
+    columns, rows = Propagation(session, "I", PropagationSettings(box_margin=3.0)).margin
+    assert columns == pytest.approx(6.0) and rows == pytest.approx(6.0 * resampling.rows / resampling.model_rows)
+
+
+def test_stop_reasons_name_their_check_and_what_it_measured(brain1):
+    session, truth = brain1
+    key = int(truth.sum(axis=(1, 2)).argmax())
+    report = seeded(session, truth, key).run()
+    assert {stop.direction for stop in report.stops} == {-1, +1}
+    for stop in report.stops:
+        reason = stop.reason
+        assert isinstance(reason, StopReason) and reason.check in STOP_CHECKS
+        exceeded = reason.measured > reason.limit if reason.check.startswith("growth") else reason.measured < reason.limit
+        assert exceeded, reason
+        assert f"{reason.limit:g}" in str(reason) or f"{reason.limit:.0%}" in str(reason)

@@ -178,7 +178,8 @@ def test_a_missing_file_fails_with_the_engine_error_line(tmp_path):
     # the options reached the engine as runs.benchmarkCases would have passed them
     args = build_parser().parse_args(run.command[3:])
     assert settings_from_arguments(args) == BenchmarkSettings(
-        ("box", "propagate-box", "propagate-click"), "J", ("liver", "2"), 50, 3, True, (4, 9))
+        ("box", "propagate-box", "propagate-box2", "propagate-box3", "propagate-click"), "J", ("liver", "2"), 50, 3,
+        True, (4, 9))
     assert (args.models, args.preset, args.device) == (options["models"], "ct-lung", "cpu")
 
 

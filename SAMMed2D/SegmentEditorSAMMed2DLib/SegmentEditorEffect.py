@@ -140,6 +140,7 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
         self.directionCombo.addItem("Both directions", "both")
         self.directionCombo.addItem("Increasing slice numbers", "increasing")
         self.directionCombo.addItem("Decreasing slice numbers", "decreasing")
+        self.directionCombo.addItem("Between key slices", "between")
         self.directionCombo.connect("currentIndexChanged(int)", self.updateMRMLFromGUI)
         propagationLayout.addRow("Direction:", self.directionCombo)
         self.limitRangeCheckBox = qt.QCheckBox("Only slices")

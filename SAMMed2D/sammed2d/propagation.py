@@ -6,9 +6,10 @@ directions until the structure ends. The box also covers what the slice before t
 place, so a structure that narrows on one slice and widens again is not cut to the narrow slice's box.
 Each connected part of the neighbour's mask is prompted on its own, and parts that no neighbour leads
 to (a lesion splitting away from its largest slice) are looked for near the key mask and kept only if
-they look like it. Between two key slices each half is predicted from the nearer key; key slices are
-never overwritten. After a key changes, only the slices whose chain of predictions passes through it
-are recomputed.
+they look like it. Between two key slices each half is predicted from the nearer key, and the structure
+is known to reach both, so only an empty mask ends those chains; beyond the outermost keys, the checks in
+``STOP_CHECKS`` decide where it ends. Key slices are never overwritten. After a key changes, only the
+slices whose chain of predictions passes through it are recomputed.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ CancelCheck = Callable[[], bool]
 class PropagationSettings:
     """How each slice is prompted from its neighbour, and when the structure counts as ended."""
 
-    box_margin: float = 0.0  # fraction of the box size added on every side
-    min_box_margin: float = 1.0  # pixels
+    #: pixels of the model's input added to every side of the prompt box: about the size of the box jitter
+    #: box-prompted models are trained with (a few pixels at 256×256), so a box drawn around the previous mask
+    #: looks like the boxes the model learnt from, whatever the slice's own pixel size
+    box_margin: float = 3.0
     use_mask_prompt: bool = True
     use_point: bool = False
     #: how many slices back the prompt box looks: each part of the previous mask is widened by the parts of
@@ -62,8 +65,10 @@ class PropagationSettings:
     #: how far from the key mask's outline (in its equivalent diameters) to look for parts of the structure
     #: that no part of the previous slice leads to, such as a lesion splitting below its largest slice; the
     #: area is anchored on the key, not on the chain, so a wrongly found part cannot walk the search away
-    #: (measured: 1–2 find brain1's split part, 0.5 finds nothing, 3 runs off into other tissue); 0 = off
-    discover_radius: float = 1.0
+    #: (measured: 1–2 find brain1's split part, 0.5 finds nothing, 3 runs off into other tissue); 0 = off, the
+    #: default: its thresholds were fitted to brain1, and on the other cases it costs more than it finds
+    #: (benchmarks/propagation_heldout.py: mean 3D Dice 0.640 with 1, 0.652 without)
+    discover_radius: float = 0.0
     #: candidate parts are blobs of pixels within these percentiles of the key mask's intensities: narrower
     #: than the appearance check's 5–95 % because candidates are found without the model
     discover_percentiles: tuple[float, float] = (25.0, 75.0)
@@ -77,8 +82,8 @@ class PropagationSettings:
     def __post_init__(self) -> None:
         if self.min_area < 1:
             raise InputError("min_area must be at least 1 pixel: an empty mask cannot prompt the next slice")
-        if self.refine_passes < 0 or self.box_margin < 0 or self.min_box_margin < 0:
-            raise InputError("refine_passes and box margins cannot be negative")
+        if self.refine_passes < 0 or self.box_margin < 0:
+            raise InputError("refine_passes and box_margin cannot be negative")
         if self.box_memory < 1:
             raise InputError("box_memory must be at least 1: the previous slice prompts the next")
 
@@ -95,11 +100,35 @@ class SliceResult:
 
 
 @dataclass(frozen=True)
+class StopReason:
+    """Why a chain ends on a slice: the check that failed, what it measured and the limit it missed."""
+
+    check: str  # a key of STOP_CHECKS
+    measured: float
+    limit: float
+
+    def __str__(self) -> str:
+        return STOP_CHECKS[self.check].format(measured=self.measured, limit=self.limit)
+
+
+#: every check that ends a chain, with how its failure reads
+STOP_CHECKS = {
+    "empty": "empty mask ({measured:.0f} pixels, fewer than {limit:.0f})",
+    "score": "the model's IoU estimate {measured:.2f} is below {limit:g}",
+    "growth": "area grew ×{measured:.1f} from the previous slice (limit ×{limit:g})",
+    "shrink": "area collapsed to {measured:.0%} of the previous slice's (limit {limit:.0%})",
+    "growth-from-key": "area grew ×{measured:.1f} beyond the key slice's (limit ×{limit:g})",
+    "appearance": "only {measured:.0%} of the mask looks like the key slice's structure (limit {limit:.0%})",
+    "placement": "only {measured:.0%} of the mask lies inside its prompt box (limit {limit:.0%})",
+}
+
+
+@dataclass(frozen=True)
 class Stop:
     source: int
     direction: int  # +1 or -1 along the axis
     index: int  # the first slice not segmented
-    reason: str
+    reason: StopReason
     version: int
 
 
@@ -123,6 +152,8 @@ class _Chain:
     source: int
     direction: int
     indices: list[int]
+    #: runs towards another key slice: the structure is known to reach it, so only an empty mask ends the chain
+    bounded: bool
 
 
 class Propagation:
@@ -141,6 +172,8 @@ class Propagation:
         if not 0 <= first <= last < count:
             raise InputError(f"slice range {first}..{last} is outside the volume (0..{count - 1} along {axis})")
         self.first, self.last = first, last
+        #: the prompt box's margin on this axis's slices, (columns, rows) in slice pixels
+        self.margin = _margin_on_slice(session, axis, self.settings.box_margin)
 
     def set_key(
         self, index: int, mask: np.ndarray, low_res_logits: np.ndarray | None = None, score: float = 1.0
@@ -201,12 +234,12 @@ class Propagation:
 
     def _plan(self) -> list[_Chain]:
         keys = sorted(self.keys)
-        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)))]
+        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)), False)]
         for lower, upper in zip(keys, keys[1:]):
             middle = (lower + upper) // 2
-            chains.append(_Chain(lower, +1, list(range(lower + 1, middle + 1))))
-            chains.append(_Chain(upper, -1, list(range(upper - 1, middle, -1))))
-        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1))))
+            chains.append(_Chain(lower, +1, list(range(lower + 1, middle + 1)), True))
+            chains.append(_Chain(upper, -1, list(range(upper - 1, middle, -1)), True))
+        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1)), False))
         return [chain for chain in chains if chain.indices]
 
     def _walk(
@@ -235,7 +268,7 @@ class Propagation:
                 return False
             # on a GPU the next slices of the chain are encoded together; a CPU does one at a time (batch size 1)
             self.session.encode_ahead(self.axis, chain.indices[position : position + batch_size])
-            result, reason = self._predict(index, chain.direction, trail[-self.settings.box_memory :], key)
+            result, reason = self._predict(index, chain, trail[-self.settings.box_memory :], key)
             if result is None:
                 stop = Stop(chain.source, chain.direction, index, reason, key.version)
                 self._stops[(chain.source, chain.direction)] = stop
@@ -256,8 +289,8 @@ class Propagation:
             self.results.pop(later, None)
 
     def _predict(
-        self, index: int, direction: int, recent: list[SliceResult], key: SliceResult
-    ) -> tuple[SliceResult | None, str]:
+        self, index: int, chain: _Chain, recent: list[SliceResult], key: SliceResult
+    ) -> tuple[SliceResult | None, StopReason | None]:
         """This slice from the chain's ``recent`` results (nearest last), or why the structure ends here."""
         settings = self.settings
         image = self.session.volume.slice(self.axis, index)
@@ -265,36 +298,41 @@ class Propagation:
         logits = previous.low_res_logits if settings.use_mask_prompt else None
         earlier = [result.mask for result in recent[:-1]]
         parts: list[_Part] = []
-        reasons: list[str] = []
+        reasons: list[StopReason] = []  # the largest part's first
         for region in _parts(previous.mask, settings.min_area, settings.min_part):
             region = _widen_by_earlier(region, earlier)
-            part, reason = self._follow(index, image, region, logits, key)
+            part, reason = self._follow(index, image, region, logits, key, chain.bounded)
             if part is None:
                 reasons.append(reason)
             else:
                 parts.append(part)
         if not parts:
-            return None, "; ".join(reasons)
+            return None, reasons[0]
         found = np.logical_or.reduce([part.mask for part in parts])
         if settings.discover_radius > 0:
-            parts += self._discover(index, direction, image, found, key)
+            parts += self._discover(index, chain.direction, image, found, key)
         mask = np.logical_or.reduce([part.mask for part in parts])
-        if mask.sum() > settings.max_growth_from_key * key.mask.sum():
-            return None, f"area grew ×{mask.sum() / key.mask.sum():.1f} beyond the key slice's"
+        growth = mask.sum() / key.mask.sum()
+        if not chain.bounded and growth > settings.max_growth_from_key:
+            return None, StopReason("growth-from-key", float(growth), settings.max_growth_from_key)
         score = min(part.score for part in parts)
         logits = np.maximum.reduce([part.logits for part in parts])
-        return SliceResult(mask, score, logits, key.source, key.version, key.intensity_range), ""
+        return SliceResult(mask, score, logits, key.source, key.version, key.intensity_range), None
 
     def _follow(
-        self, index: int, image: np.ndarray, region: np.ndarray, logits: np.ndarray | None, key: SliceResult
-    ) -> tuple[_Part | None, str]:
-        """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it."""
-        settings = self.settings
-        box = _box_with_margin(region, settings.box_margin, settings.min_box_margin)
-        point = _innermost_point(region) if settings.use_point else None
+        self, index: int, image: np.ndarray, region: np.ndarray, logits: np.ndarray | None, key: SliceResult,
+        bounded: bool = False,
+    ) -> tuple[_Part | None, StopReason | None]:
+        """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it
+        (on a ``bounded`` chain, only that it is not empty)."""
+        box = _box_with_margin(region, self.margin)
+        point = _innermost_point(region) if self.settings.use_point else None
         part = self._segment(index, box, logits, point)
-        reason = _stop_reason(part.mask, part.score, _appearance(image, part.mask, key), region, box, settings)
-        return (None, reason) if reason else (part, "")
+        area = int(part.mask.sum())
+        if area < self.settings.min_area:
+            return None, StopReason("empty", area, self.settings.min_area)
+        reason = None if bounded else _stop_reason(image, part, region, box, key, self.settings)
+        return (None, reason) if reason else (part, None)
 
     def _discover(
         self, index: int, direction: int, image: np.ndarray, found: np.ndarray, key: SliceResult
@@ -325,13 +363,13 @@ class Propagation:
             candidate = blobs == label
             if (candidate & taken).sum() * 2 > sizes[label]:
                 continue
-            box = _box_with_margin(candidate, settings.box_margin, settings.min_box_margin)
+            box = _box_with_margin(candidate, self.margin)
             part = self._segment(index, box, None, None)
             area = int(part.mask.sum())
             if (
                 area < settings.min_area or area > key_area or (part.mask & ~taken).sum() * 2 < area
                 or part.score < settings.min_score
-                or _misplaced(part.mask, _appearance(image, part.mask, key), box, settings)
+                or _unlike_key(image, part.mask, key, settings) or _misplaced(part.mask, box, settings)
                 or np.sign(key_contrast) * _contrast(image, part.mask) < min_contrast
                 or not self._continues(index + direction, part, key)
             ):
@@ -360,7 +398,7 @@ class Propagation:
         for _ in range(settings.refine_passes):
             if prediction.masks[0].sum() < settings.min_area:
                 break
-            own_box = _box_with_margin(prediction.masks[0], settings.box_margin, settings.min_box_margin)
+            own_box = _box_with_margin(prediction.masks[0], self.margin)
             own_logits = prediction.low_res_logits[0] if settings.use_mask_prompt else None
             prediction = self.session.segment(
                 self.axis, index, points=points, point_labels=labels, box=own_box, mask_logits=own_logits
@@ -368,11 +406,19 @@ class Propagation:
         return _Part(prediction.masks[0], float(prediction.scores[0]), prediction.low_res_logits[0])
 
 
-def _box_with_margin(mask: np.ndarray, fraction: float, minimum: float) -> list[float]:
+def _margin_on_slice(session: VolumeSession, axis: Axis, model_pixels: float) -> tuple[float, float]:
+    """``model_pixels`` of the model's input as (columns, rows) of the slice: the slice is scaled so its longer side
+    fills the input, after its rows are resampled to square pixels."""
+    resampling = session.resampling(axis)
+    columns = session.volume.slice(axis, 0).shape[1]
+    per_model_pixel = max(resampling.model_rows, columns) / session.predictor.model.spec.image_size
+    return model_pixels * per_model_pixel, model_pixels * per_model_pixel / resampling.factor
+
+
+def _box_with_margin(mask: np.ndarray, margin: tuple[float, float]) -> list[float]:
     x0, y0, x1, y1 = bounding_box(mask)  # callers pass non-empty masks
     height, width = mask.shape
-    dx = max((x1 - x0) * fraction, minimum)
-    dy = max((y1 - y0) * fraction, minimum)
+    dx, dy = margin
     return [max(x0 - dx, 0.0), max(y0 - dy, 0.0), min(x1 + dx, float(width)), min(y1 + dy, float(height))]
 
 
@@ -387,20 +433,13 @@ def _parts(mask: np.ndarray, min_area: int, min_fraction: float) -> list[np.ndar
 
 def _widen_by_earlier(region: np.ndarray, earlier: list[np.ndarray]) -> np.ndarray:
     """The region together with the parts of earlier slices' masks that reach into its box."""
-    x0, y0, x1, y1 = (int(round(v)) for v in _box_with_margin(region, 0.0, 1.0))
+    x0, y0, x1, y1 = (int(round(v)) for v in _box_with_margin(region, (1.0, 1.0)))
     widened = region.copy()
     for mask in earlier:
         labels, _ = ndimage.label(mask)
         touching = np.unique(labels[y0:y1, x0:x1])
         widened |= np.isin(labels, touching[touching > 0])
     return widened
-
-
-def _appearance(image: np.ndarray, mask: np.ndarray, key: SliceResult) -> float:
-    """The fraction of the mask's pixels whose intensity lies in the key mask's 5–95 % range."""
-    values = image[mask]
-    low, high = key.intensity_range
-    return float(np.mean((values >= low) & (values <= high))) if values.size else 0.0
 
 
 def _smoothed(image: np.ndarray) -> np.ndarray:
@@ -423,27 +462,33 @@ def _innermost_point(mask: np.ndarray) -> list[float]:
 
 
 def _stop_reason(
-    mask: np.ndarray, score: float, appearance: float, previous: np.ndarray, box: list[float],
-    settings: PropagationSettings
-) -> str:
-    area, previous_area = int(mask.sum()), int(previous.sum())
-    if area < settings.min_area:
-        return "empty mask"
-    if score < settings.min_score:
-        return f"score {score:.2f} below {settings.min_score:g}"
+    image: np.ndarray, part: _Part, previous: np.ndarray, box: list[float], key: SliceResult,
+    settings: PropagationSettings,
+) -> StopReason | None:
+    """Why a non-empty ``part`` does not continue ``previous`` (that part of the previous slice's mask), or None."""
+    area, previous_area = int(part.mask.sum()), int(previous.sum())
+    if part.score < settings.min_score:
+        return StopReason("score", part.score, settings.min_score)
     if area > settings.max_growth * previous_area:
-        return f"area grew ×{area / previous_area:.1f}"
+        return StopReason("growth", area / previous_area, settings.max_growth)
     if area < settings.min_shrink * previous_area:
-        return f"area collapsed to {area / previous_area:.0%}"
-    return _misplaced(mask, appearance, box, settings)
+        return StopReason("shrink", area / previous_area, settings.min_shrink)
+    return _unlike_key(image, part.mask, key, settings) or _misplaced(part.mask, box, settings)
 
 
-def _misplaced(mask: np.ndarray, appearance: float, box: list[float], settings: PropagationSettings) -> str:
-    """Why a non-empty mask is not the structure: it looks unlike the key's, or lies mostly outside its box."""
+def _unlike_key(image: np.ndarray, mask: np.ndarray, key: SliceResult, settings: PropagationSettings
+                ) -> StopReason | None:
+    """Whether a non-empty mask holds other tissue than the key's: too few of its pixels in the key's intensities."""
+    values = image[mask]
+    low, high = key.intensity_range
+    appearance = float(np.mean((values >= low) & (values <= high)))
     if appearance < settings.min_appearance:
-        return f"only {appearance:.0%} of the mask looks like the key slice's structure"
+        return StopReason("appearance", appearance, settings.min_appearance)
+    return None
+
+
+def _misplaced(mask: np.ndarray, box: list[float], settings: PropagationSettings) -> StopReason | None:
+    """Whether a non-empty mask lies mostly outside the box it was asked for (it found something else)."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    inside = mask[y0:y1, x0:x1].sum() / mask.sum()
-    if inside < settings.min_overlap:
-        return f"only {inside:.0%} of the mask near the previous one"
-    return ""
+    inside = float(mask[y0:y1, x0:x1].sum() / mask.sum())
+    return StopReason("placement", inside, settings.min_overlap) if inside < settings.min_overlap else None

@@ -29,7 +29,9 @@ MAX_CLICKS = 5
 
 PAPER_MODES = ("box", "point1", "clicks3", "clicks5", "points3", "points5")
 CLICK_MODES = ("point1", *(f"clicks{k}" for k in range(2, MAX_CLICKS + 1)))
-PROPAGATION_MODES = ("propagate-box", "propagate-click")
+#: one box on the largest slice; boxes on the first and last slice (2) and on the middle one too (3), filled
+#: between them, as a user bounds a structure; one click on the largest slice
+PROPAGATION_MODES = ("propagate-box", "propagate-box2", "propagate-box3", "propagate-click")
 #: Huang's "box" is the tight box of the mask: the "box" mode (masks are single connected components)
 HUANG_MODES = ("huang-1pt", "huang-5pos", "huang-5pos-5neg", "box", "huang-box-1pt")
 RANDOMNESS_MODES = tuple(f"{kind}-shift-{low}-{high}" for kind in ("box", "1pt") for low, high in SHIFTS)

@@ -179,7 +179,8 @@ def _run_volume(entry: BenchmarkModel, predictor: Predictor, case: VolumeCase, s
 
 def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: str, label: str, value: int,
                      settings: BenchmarkSettings, results: BenchmarkResults) -> None:
-    """One prompt on the slice where the label is largest (on its largest part), propagated through the volume."""
+    """Prompts on key slices (each on the label's largest part there), propagated through the volume: one on the
+    slice where the label is largest, or boxes on its first and last slices (and the middle one), filled between."""
     axis = settings.axis
     slab = _slab(case, settings)
     areas = (case.labels.array == value).sum(axis=_other_dimensions(axis))
@@ -187,23 +188,29 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
     if not areas.any():
         logger.info("%s: label %s is absent from slices %d..%d; no %s", case.name, label, *slab, mode)
         return
-    seed_index = int(np.argmax(areas))
-    seed_truth = case.labels.slice(axis, seed_index) == value
-    components = _largest_component(seed_truth)
+    keys = _key_slices(areas, mode)
     started = time.perf_counter()
-    if mode == "propagate-box":
-        seed = session.segment(axis, seed_index, box=box_from_mask(components))
-    else:
-        rng = structure_rng(settings.seed, f"{case.name}|{axis}|{seed_index}|{label}", mode)
-        points, labels = huang_points(components, 1, 0, rng)
-        seed = session.segment(axis, seed_index, points=points, point_labels=labels)
-    if seed.masks[0].any():
-        propagation = Propagation(session, axis, PropagationSettings(slice_range=slab))
-        propagation.set_key(seed_index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
+    seeds = {}
+    for index in keys:
+        components = _largest_component(case.labels.slice(axis, index) == value)
+        if mode == "propagate-click":
+            rng = structure_rng(settings.seed, f"{case.name}|{axis}|{index}|{label}", mode)
+            points, labels = huang_points(components, 1, 0, rng)
+            seed = session.segment(axis, index, points=points, point_labels=labels)
+        else:
+            seed = session.segment(axis, index, box=box_from_mask(components))
+        if seed.masks[0].any():
+            seeds[index] = seed
+        else:
+            logger.info("%s: %s found nothing on the key slice %d of label %s", case.name, mode, index, label)
+    if seeds:
+        bounds = (min(keys), max(keys)) if len(keys) > 1 else slab
+        propagation = Propagation(session, axis, PropagationSettings(slice_range=bounds))
+        for index, seed in seeds.items():
+            propagation.set_key(index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
         propagation.run()
         volume = propagation.labelmap()
     else:
-        logger.info("%s: %s found nothing on the seed slice %d of label %s", case.name, mode, seed_index, label)
         volume = np.zeros(case.image.shape, dtype=bool)
     seconds = time.perf_counter() - started
     spacing = case.image.pixel_spacing(axis)
@@ -216,6 +223,18 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
             results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None,
                                            factors))
     results.volumes.append(_volume_row(key, mode, case, axis, slab, label, value, volume, seconds))
+
+
+def _key_slices(areas: np.ndarray, mode: str) -> list[int]:
+    """The mode's key slices from the label's area per slice: the largest, or the ends (and the middle)."""
+    present = np.flatnonzero(areas)
+    first, last = int(present[0]), int(present[-1])
+    if mode == "propagate-box2":
+        return sorted({first, last})
+    if mode == "propagate-box3":  # the label's slice nearest the middle (a label may skip slices)
+        middle = int(present[np.argmin(np.abs(present - (first + last) / 2))])
+        return sorted({first, middle, last})
+    return [int(np.argmax(areas))]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -247,8 +266,7 @@ def _run_image_set(entry: BenchmarkModel, predictor: Predictor, case: ImageSetCa
         factors = mask_factors(structure.mask, images[structure.index])
 
         def segment(**prompt) -> Prediction:
-            predictor.set_embedding(embedding)
-            return predictor.predict(**prompt)
+            return predictor.predict(embedding, **prompt)
 
         def suggest() -> Suggestions:
             return everything.get(structure.index, lambda: generate(predictor, embedding, settings.everything))

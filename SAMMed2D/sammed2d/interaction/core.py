@@ -30,7 +30,8 @@ from .writers import SegmentWriter, WriteMode
 
 logger = logging.getLogger(__name__)
 
-Direction = Literal["both", "increasing", "decreasing"]
+#: "between" keeps to the span of the key slices: boxes on a structure's first and last slices bound it
+Direction = Literal["both", "increasing", "decreasing", "between"]
 RAS = tuple[float, float, float]
 _STALE_HANDLE_CODES = ("handle_unknown", "handle_mismatch")
 
@@ -281,8 +282,9 @@ class InteractionCore:
                   axis: Axis | None = None) -> None:
         """Carry the segment through the volume from its key slices (and the result on show, if any).
 
-        ``direction`` is along the slice index; ``slice_range`` (inclusive) bounds it. The result comes as a
-        preview, slice by slice; ``apply()`` writes it as one undo step.
+        ``direction`` is along the slice index ("between" stays within the outermost key slices); ``slice_range``
+        (inclusive) bounds it. The result comes as a preview, slice by slice; ``apply()`` writes it as one undo
+        step.
         """
         if self._propagation is not None and self._propagation.running:
             raise InteractionError("a propagation is already running: wait for it or cancel it")
@@ -308,6 +310,8 @@ class InteractionCore:
                 low = max(low, min(keys))
             elif direction == "decreasing":
                 high = min(high, max(keys))
+            elif direction == "between":
+                low, high = max(low, min(keys)), min(high, max(keys))
         in_range = {index: key for index, key in keys.items() if low <= index <= high}
         if not in_range:
             raise InteractionError(

@@ -72,7 +72,8 @@ class PropagationJob:
             self._emit({
                 "event": "finished", "cancelled": report.cancelled, "computed": report.computed,
                 "reused": report.reused, "done": self.status.done, "planned": self.status.planned,
-                "stops": [{"source": s.source, "direction": s.direction, "index": s.index, "reason": s.reason}
+                "stops": [{"source": s.source, "direction": s.direction, "index": s.index,
+                           "check": s.reason.check, "reason": str(s.reason)}
                           for s in report.stops],
             })
         except Exception:

@@ -98,8 +98,7 @@ class PropagationOptions(Strict):
     """Every field of ``PropagationSettings``, each optional: the defaults are the engine's (a test keeps the
     two in step)."""
 
-    box_margin: float | None = Field(None, ge=0, le=1)
-    min_box_margin: float | None = Field(None, ge=0, le=100)
+    box_margin: float | None = Field(None, ge=0, le=64, description="pixels of the model's input")
     use_mask_prompt: bool | None = None
     use_point: bool | None = None
     box_memory: int | None = Field(None, ge=1, le=8)

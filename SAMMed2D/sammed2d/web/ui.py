@@ -29,7 +29,8 @@ _TOOLS = (("box", "mdi-selection-drag", "Box (B)", "tool-box"),
           ("point+", "mdi-plus-circle-outline", "+ point (P)", "tool-point-positive"),
           ("point-", "mdi-minus-circle-outline", "− point (N)", "tool-point-negative"))
 _DIRECTIONS = [{"title": "Both directions", "value": "both"}, {"title": "Increasing slices", "value": "increasing"},
-               {"title": "Decreasing slices", "value": "decreasing"}]
+               {"title": "Decreasing slices", "value": "decreasing"},
+               {"title": "Between key slices", "value": "between"}]
 
 
 def build_page(server, editor: PageEditor, layout_manager, *, data_folder: bool, output_folder: bool) -> VAppLayout:
