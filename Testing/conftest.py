@@ -86,6 +86,16 @@ def demo_masks() -> dict[str, str]:
     return {Path(mask).name: Path(image).name for mask, image in sorted(pairs.items())}
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module, as test servers compute: the same arithmetic on both sides, and fair on
+    two cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def reference_config() -> dict:
     return json.loads((require(REFERENCE) / "tiny_config.json").read_text(encoding="utf-8"))

@@ -35,15 +35,6 @@ SLICE = "s0619_32"
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """One thread, as the test server computes: the same arithmetic on both sides."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def demo_session(litemedsam, one_thread) -> VolumeSession:
     """The demo CT slice as a one-slice volume (its pixels are already 8-bit: the identity mapping)."""
     grey = np.asarray(Image.open(require(DEMO / "images" / f"{SLICE}.png")).convert("L"))

@@ -54,15 +54,6 @@ PERMISSIVE = {"min_score": 0.0, "min_appearance": 0.0, "min_overlap": 0.0, "max_
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Both sides compute with one thread, as the servers do: same arithmetic, and fair on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def tiny_server():
     with LocalServer(TINY + TINY_LIMITS) as server:
         yield server
