@@ -201,3 +201,22 @@ def test_stop_reasons_name_their_check_and_what_it_measured(brain1, lung2):
         assert reason.check == "appearance" and reason.measured == pytest.approx(measured, abs=0.05)
         assert reason.limit == PropagationSettings().min_appearance and f"{reason.measured:.0%}" in str(reason)
     assert all(stop.reason.check in STOP_CHECKS for stop in stops.values())
+
+
+@pytest.mark.parametrize("check, settings", [
+    ("score", {"min_score": 0.99}),
+    ("growth", {"max_growth": 0.5, "min_score": 0.0}),
+    ("shrink", {"min_shrink": 1.0, "max_growth": 1e6, "min_score": 0.0}),
+    ("growth-from-key", {"max_growth_from_key": 0.5, "min_shrink": 0.0, "max_growth": 1e6, "min_score": 0.0}),
+    ("appearance", {"min_appearance": 1.0, "min_score": 0.0}),
+    ("empty", {"min_area": 1 << 20}),
+])
+def test_each_stop_check_ends_the_chain_on_the_tumour_when_its_limit_is_out_of_reach(lung2, check, settings):
+    """On lung2's tumour, one slice from the key, each check with a limit no real slice meets ends both chains
+    there, and says so with what it measured."""
+    session, truth = lung2
+    report = seeded(session, truth, 20, **settings).run()
+    assert {(stop.index, stop.reason.check) for stop in report.stops} == {(19, check), (21, check)}
+    for stop in report.stops:
+        reason = stop.reason
+        assert reason.measured > reason.limit if check.startswith("growth") else reason.measured < reason.limit
