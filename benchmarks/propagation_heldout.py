@@ -10,10 +10,11 @@ Figures are 3D Dice over the whole volume, axial slices, LiteMedSAM unless --mod
 - new: this engine with its defaults;
 - held-out: each setting in SEARCH chosen on the *other* cases (best mean Dice there), this case reported: what the
   rules give a structure nobody tuned them on. The settings chosen for each case are printed too.
-Modes: box1 (a tight box on the largest slice), box2 (boxes on the first and last slice, filled between them),
-box3 (first, middle and last slice), click1 (one click at the largest slice's innermost point).
+Modes, as the benchmark names them: propagate-box (a tight box on the largest slice), propagate-box2 (boxes on
+the first and last slice, filled between them), propagate-box3 (first, middle and last slice), propagate-click
+(one click at the largest slice's innermost point).
 
-    python benchmarks/propagation_heldout.py [--cases lung2 brain1 ...] [--baseline REV] [--modes box1 box2]
+    python benchmarks/propagation_heldout.py [--cases lung2 brain1 ...] [--baseline REV] [--modes propagate-box]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 from scipy import ndimage
 
 import sammed2d
+from sammed2d.evaluation.modes import PROPAGATION_MODES, propagation_key_slices
 from sammed2d.intensity import fit_mapping
 from sammed2d.masks import bounding_box
 from sammed2d.metrics import dice
@@ -54,7 +56,6 @@ SEARCH: dict[str, tuple] = {
     "min_appearance": (0.0, 0.3, 0.5),
     "discover_radius": (0.0, 1.0),
 }
-MODES = ("box1", "box2", "box3", "click1")
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,6 @@ def tight_box(mask: np.ndarray) -> list[float]:
     return [float(v) for v in bounding_box(mask)]
 
 
-def key_slices(truth: np.ndarray, mode: str) -> list[int]:
-    present = np.flatnonzero(truth.any(axis=(1, 2)))
-    first, last = int(present.min()), int(present.max())
-    if mode in ("box1", "click1"):
-        return [int(truth.sum(axis=(1, 2)).argmax())]
-    if mode == "box2":
-        return sorted({first, last})
-    middle = int(present[np.argmin(np.abs(present - (first + last) / 2))])  # a structure may skip slices
-    return sorted({first, middle, last})
-
-
 def innermost_point(mask: np.ndarray) -> list[float]:
     row, col = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(mask))), mask.shape)
     return [col + 0.5, row + 0.5]
@@ -133,10 +123,10 @@ def innermost_point(mask: np.ndarray) -> list[float]:
 def propagate(prepared: Prepared, mode: str, engine: ModuleType, settings: dict) -> np.ndarray:
     """The structure from the mode's prompts, with ``engine``'s Propagation and these settings."""
     session, truth = prepared.session, prepared.truth
-    keys = key_slices(truth, mode)
+    keys = propagation_key_slices(truth.sum(axis=(1, 2)), mode)
     seeds = {}
     for index in keys:
-        if mode == "click1":
+        if mode == "propagate-click":
             seed = session.segment("K", index, points=[innermost_point(truth[index])], point_labels=[1])
         else:
             seed = session.segment("K", index, box=tight_box(truth[index]))
@@ -195,7 +185,7 @@ def main() -> None:
     parser.add_argument("--model", default="litemedsam")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--cases", nargs="+")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(PROPAGATION_MODES), choices=PROPAGATION_MODES)
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the old propagation engine")
     args = parser.parse_args()
     cases = [case for case in all_cases() if not args.cases or case.name in args.cases]
@@ -211,7 +201,7 @@ def main() -> None:
     print(f"encoded and ran the oracle in {time.perf_counter() - started:.0f} s")
     for mode in args.modes:
         # the search runs on the one-box mode, the one without bounds, where stopping decides the result
-        searched = mode == "box1"
+        searched = mode == "propagate-box"
         scores: dict[tuple[str, object], dict[str, float]] = {}
         for name, values in SEARCH.items() if searched else ():
             for value in values:

@@ -47,6 +47,19 @@ Segment = Callable[..., Prediction]  # segment(points=, point_labels=, box=, mas
 Suggest = Callable[[], Suggestions]  # Everything mode on the mask's slice
 
 
+def propagation_key_slices(areas: np.ndarray, mode: str) -> list[int]:
+    """A propagation mode's key slices from a structure's area on each slice: the largest, or its first and
+    last slices (and the middle one)."""
+    present = np.flatnonzero(areas)
+    first, last = int(present[0]), int(present[-1])
+    if mode == "propagate-box2":
+        return sorted({first, last})
+    if mode == "propagate-box3":  # the label's slice nearest the middle (a label may skip slices)
+        middle = int(present[np.argmin(np.abs(present - (first + last) / 2))])
+        return sorted({first, middle, last})
+    return [int(np.argmax(areas))]
+
+
 def expand_modes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Mode names and group names (paper, clicks, propagation, huang, randomness, all) → modes, in catalogue order."""
     chosen: set[str] = set()

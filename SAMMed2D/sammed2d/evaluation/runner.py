@@ -26,7 +26,7 @@ from ..paper_prompts import EIGHT_CONNECTED, box_from_mask
 from ..volumes import Axis, stack_slices
 from .cases import Case, ImageSetCase, Structure, VolumeCase
 from .factors import MaskFactors, mask_factors
-from .modes import PROPAGATION_MODES, SliceSuggestions, evaluate_modes, structure_rng
+from .modes import PROPAGATION_MODES, SliceSuggestions, evaluate_modes, propagation_key_slices, structure_rng
 from .prompts import huang_points
 from ..errors import InputError
 
@@ -188,7 +188,7 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
     if not areas.any():
         logger.info("%s: label %s is absent from slices %d..%d; no %s", case.name, label, *slab, mode)
         return
-    keys = _key_slices(areas, mode)
+    keys = propagation_key_slices(areas, mode)
     started = time.perf_counter()
     seeds = {}
     for index in keys:
@@ -223,18 +223,6 @@ def _run_propagation(key: str, session: VolumeSession, case: VolumeCase, mode: s
             results.masks.append(_mask_row(key, mode, case.name, whole, predicted_slice, spacing, float("nan"), None,
                                            factors))
     results.volumes.append(_volume_row(key, mode, case, axis, slab, label, value, volume, seconds))
-
-
-def _key_slices(areas: np.ndarray, mode: str) -> list[int]:
-    """The mode's key slices from the label's area per slice: the largest, or the ends (and the middle)."""
-    present = np.flatnonzero(areas)
-    first, last = int(present[0]), int(present[-1])
-    if mode == "propagate-box2":
-        return sorted({first, last})
-    if mode == "propagate-box3":  # the label's slice nearest the middle (a label may skip slices)
-        middle = int(present[np.argmin(np.abs(present - (first + last) / 2))])
-        return sorted({first, middle, last})
-    return [int(np.argmax(areas))]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
