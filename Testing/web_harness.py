@@ -95,7 +95,11 @@ class RunningApp:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:  # as asyncio.run ends: no executor thread of this loop outlives the test
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
 
     async def _serve(self) -> None:
         try:

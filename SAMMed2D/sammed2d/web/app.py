@@ -100,6 +100,9 @@ class WebApp:
         self.page = build_page(self.server, self.editor, self.layout, data_folder=data is not None,
                                output_folder=output is not None)
         self.server.controller.on_server_bind.add(self._bind)
+        #: the views' remote-area adapters, each with a render loop that must stop before the GL contexts go
+        self._view_adapters: list = []
+        self.server.controller.rc_area_register.add(self._view_adapters.append)
 
     @property
     def port(self) -> int:
@@ -116,6 +119,9 @@ class WebApp:
                                     show_connection_info=False, exec_mode="coroutine", timeout=0, thread=True)
         finally:
             pump.cancel()
+            # a frame rendered after close() would make a view's GL context current again on this thread, to be
+            # destroyed later from another one (a crash at interpreter exit when the loop ran on a worker thread)
+            await asyncio.gather(*(adapter.close() for adapter in self._view_adapters), return_exceptions=True)
             self.close()
 
     @property
