@@ -49,14 +49,36 @@ def test_one_click_gives_the_tumour(lung2_slice):
 
 
 def test_a_negative_click_is_respected(lung2_slice):
+    """Respected at the model's resolution (one input pixel is 2 slice pixels here: background within 2 pixels of
+    the click), whether it lands on the answer's edge or inside it, and the tumour is kept."""
     predictor, embedding, tumour = lung2_slice
-    first = predictor.predict(embedding, points=[_innermost(tumour)], point_labels=[1])
+    inside = _innermost(tumour)
+    first = predictor.predict(embedding, points=[inside], point_labels=[1])
     rows, columns = np.nonzero(first.masks[0])
-    edge = [columns.max() - 0.5, rows[np.argmax(columns)] + 0.5]  # the answer's rightmost pixel
-    refined = predictor.predict(embedding, points=[_innermost(tumour), edge], point_labels=[1, 0],
-                                mask_logits=first.low_res_logits[0])
-    assert not refined.masks[0][int(edge[1]), int(edge[0])]
-    assert refined.masks[0][int(_innermost(tumour)[1]), int(_innermost(tumour)[0])]
+    row = rows[np.argmax(columns)]
+    for depth in (0, 6):
+        x, y = columns.max() - depth, row
+        near = np.s_[y - 2 : y + 3, x - 2 : x + 3]
+        if depth:
+            assert first.masks[0][near].all(), "the click must ask for a change, or this shows nothing"
+        refined = predictor.predict(embedding, points=[inside, [x + 0.5, y + 0.5]], point_labels=[1, 0],
+                                    mask_logits=first.low_res_logits[0])
+        assert not refined.masks[0][near].all(), depth
+        assert dice(refined.masks[0], tumour) >= 0.75, depth
+
+
+def test_a_click_on_the_answers_edge_is_respected_within_one_model_pixel():
+    mask = np.zeros((1, 12, 12), bool)
+    mask[0, 2:8, 2:8] = True
+    next_to_edge, points = np.array([[8.5, 4.5]]), np.array([1])
+    assert click_search.choose(mask, mask, np.array([0.9]), next_to_edge, points) == 0  # the only answer
+    assert not click_search._respects(mask[0], next_to_edge, points, tolerance=0)
+    assert click_search._respects(mask[0], next_to_edge, points, tolerance=1)
+    assert not click_search._respects(mask[0], np.array([[10.5, 4.5]]), points, tolerance=1)
+    inside_edge = np.array([[7.5, 4.5]])
+    assert not click_search._respects(mask[0], inside_edge, np.array([0]), tolerance=0)
+    assert click_search._respects(mask[0], inside_edge, np.array([0]), tolerance=1)
+    assert not click_search._respects(mask[0], np.array([[4.5, 4.5]]), np.array([0]), tolerance=1)
 
 
 def test_candidates_span_the_slice_by_octaves_and_include_the_previous_answer():

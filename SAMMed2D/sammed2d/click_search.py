@@ -8,10 +8,11 @@ box of the previous answer when refining), the model answers each, and each answ
 its own bounding box (plus a margin). An answer whose re-prompt gives the same mask is one the model is
 consistent about: a box too small clips the structure and the re-prompt grows it; a box too large lets
 the model take in neighbours it does not keep when asked tightly. The chosen answer must contain every
-positive click and no negative click (each box is also offered cut just before the negative clicks inside
-it, since a box can only leave out what lies outside it); among those, the model's own predicted IoU times
-that agreement decides. No setting here was fitted to data: the sizes span the slice by octaves and the margin is the
-one a user leaves around a structure when drawing a box.
+positive click and no negative click, at the model's resolution (within one pixel of its input; each box is
+also offered cut just before the negative clicks inside it, since a box can only leave out what lies outside
+it); among those, the model's own predicted IoU times that agreement decides. No setting here was fitted to
+data: the sizes span the slice by octaves, the margin is the one a user leaves around a structure when
+drawing a box, and the tolerance is the model's pixel.
 """
 
 from __future__ import annotations
@@ -105,11 +106,17 @@ def reprompt_boxes(masks: np.ndarray, fallback: np.ndarray, points: np.ndarray, 
 
 
 def choose(first: np.ndarray, second: np.ndarray, scores: np.ndarray, points: np.ndarray,
-           labels: np.ndarray) -> int:
-    """Index of the answer to keep: respects the clicks, then predicted IoU × agreement of the two askings."""
+           labels: np.ndarray, tolerance: int = 0) -> int:
+    """Index of the answer to keep: respects the clicks, then predicted IoU × agreement of the two askings.
+
+    A click respected within ``tolerance`` pixels counts as respected: the slice pixels one pixel of the model's
+    input covers. A corrective click usually lands on the previous answer's edge, and an edge placed one model
+    pixel off is the model's resolution, not a disagreement with the user; demanding the exact pixel threw out
+    the good answers and kept a small wrong one (brain1, slice 14: Dice 0.81 after one click, 0.15 after two).
+    """
     agreement = np.array([_iou(a, b) for a, b in zip(first, second)])
     rank = scores * agreement
-    respects = np.array([_respects(mask, points, labels) for mask in second])
+    respects = np.array([_respects(mask, points, labels, tolerance) for mask in second])
     if respects.any():
         rank = np.where(respects, rank, -np.inf)
     return int(np.argmax(rank))
@@ -120,12 +127,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def _respects(mask: np.ndarray, points: Sequence[Sequence[float]], labels: Sequence[int]) -> bool:
+def _respects(mask: np.ndarray, points: Sequence[Sequence[float]], labels: Sequence[int], tolerance: int) -> bool:
+    """Every positive click has the mask, and every negative click has background, within ``tolerance`` pixels."""
     if not mask.any():
         return False
     height, width = mask.shape
     for (x, y), label in zip(points, labels):
         row, column = min(int(y), height - 1), min(int(x), width - 1)
-        if bool(mask[row, column]) != bool(label):
+        near = mask[max(row - tolerance, 0) : row + tolerance + 1, max(column - tolerance, 0) : column + tolerance + 1]
+        if (label and not near.any()) or (not label and near.all()):
             return False
     return True

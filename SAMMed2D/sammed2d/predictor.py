@@ -143,7 +143,9 @@ class Predictor:
         first = self._decode(embedding, SlicePrompt(boxes=candidates), multimask_output)
         reprompts = click_search.reprompt_boxes(first.masks, candidates, coords, labels)
         again = self._decode(embedding, SlicePrompt(boxes=reprompts), multimask_output)
-        best = click_search.choose(first.masks, again.masks, again.scores, coords, labels)
+        per_model_pixel = max(embedding.original_size) / self.model.spec.image_size
+        best = click_search.choose(first.masks, again.masks, again.scores, coords, labels,
+                                   tolerance=int(np.ceil(per_model_pixel)))
         if all_masks:
             return self._decode(embedding, SlicePrompt(boxes=reprompts[best : best + 1]), True, all_masks=True)
         return Prediction(again.masks[best : best + 1], again.scores[best : best + 1],
