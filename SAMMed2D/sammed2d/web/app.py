@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trame.app import get_server
+from trame_rca.utils import RcaViewAdapter
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
@@ -101,7 +102,7 @@ class WebApp:
                                output_folder=output is not None)
         self.server.controller.on_server_bind.add(self._bind)
         #: the views' remote-area adapters, each with a render loop that must stop before the GL contexts go
-        self._view_adapters: list = []
+        self._view_adapters: list[RcaViewAdapter] = []
         self.server.controller.rc_area_register.add(self._view_adapters.append)
 
     @property
