@@ -68,17 +68,22 @@ def test_a_negative_click_is_respected(lung2_slice):
 
 
 def test_a_click_on_the_answers_edge_is_respected_within_one_model_pixel():
-    mask = np.zeros((1, 12, 12), bool)
-    mask[0, 2:8, 2:8] = True
-    next_to_edge, points = np.array([[8.5, 4.5]]), np.array([1])
-    assert click_search.choose(mask, mask, np.array([0.9]), next_to_edge, points) == 0  # the only answer
-    assert not click_search._respects(mask[0], next_to_edge, points, tolerance=0)
-    assert click_search._respects(mask[0], next_to_edge, points, tolerance=1)
-    assert not click_search._respects(mask[0], np.array([[10.5, 4.5]]), points, tolerance=1)
-    inside_edge = np.array([[7.5, 4.5]])
-    assert not click_search._respects(mask[0], inside_edge, np.array([0]), tolerance=0)
-    assert click_search._respects(mask[0], inside_edge, np.array([0]), tolerance=1)
-    assert not click_search._respects(mask[0], np.array([[4.5, 4.5]]), np.array([0]), tolerance=1)
+    """The better-rated answer whose edge is one pixel off the click wins over a worse one that has the click's
+    exact pixel, when one model pixel is one slice pixel; to the exact pixel, the worse one would win."""
+    square, exact = np.zeros((2, 12, 12), bool), np.zeros((2, 12, 12), bool)
+    square[0, 2:8, 2:8] = True  # rated 0.9; its edge is one pixel from both clicks below
+    square[1, 2:12, 2:12] = True  # rated 0.5; has the positive clicks' pixels
+    scores = np.array([0.9, 0.5])
+    positive = (np.array([[8.5, 4.5]]), np.array([1]))
+    assert click_search.choose(square, square, scores, *positive, tolerance=0) == 1
+    assert click_search.choose(square, square, scores, *positive, tolerance=1) == 0
+    exact[0], exact[1] = square[0], square[0]
+    exact[1, 4, 7] = False  # rated 0.5: the negative click's pixel cut out
+    negative = (np.array([[7.5, 4.5]]), np.array([0]))
+    assert click_search.choose(exact, exact, scores, *negative, tolerance=0) == 1
+    assert click_search.choose(exact, exact, scores, *negative, tolerance=1) == 0
+    far = (np.array([[11.5, 4.5]]), np.array([1]))  # four pixels off the better answer: not respected
+    assert click_search.choose(square, square, scores, *far, tolerance=1) == 1
 
 
 def test_candidates_span_the_slice_by_octaves_and_include_the_previous_answer():
