@@ -15,13 +15,13 @@ from typing import Hashable, Iterable
 import numpy as np
 
 from .bounded_lru import BoundedLRU
+from .everything import EverythingSettings, Suggestions, generate
+from .ids import volume_id
 from .intensity import IntensityMapping
 from .model_images import model_image, model_rows
-from .everything import EverythingSettings, Suggestions, generate
 from .predictor import ImageEmbedding, Prediction, Predictor
 from .slice_prompts import SlicePrompt
 from .volumes import Axis, Volume
-from .ids import volume_id
 
 
 class EmbeddingCache(BoundedLRU[Hashable, ImageEmbedding]):
