@@ -143,7 +143,7 @@ class Predictor:
         first = self._decode(embedding, SlicePrompt(boxes=candidates), multimask_output)
         reprompts = click_search.reprompt_boxes(first.masks, candidates, coords, labels)
         again = self._decode(embedding, SlicePrompt(boxes=reprompts), multimask_output)
-        per_model_pixel = max(embedding.original_size) / self.model.spec.image_size
+        per_model_pixel = self.model.spec.input_pixel(*embedding.original_size)
         best = click_search.choose(first.masks, again.masks, again.scores, coords, labels,
                                    tolerance=int(np.ceil(per_model_pixel)))
         if all_masks:

@@ -411,7 +411,7 @@ def _margin_on_slice(session: VolumeSession, axis: Axis, model_pixels: float) ->
     fills the input, after its rows are resampled to square pixels."""
     resampling = session.resampling(axis)
     columns = session.volume.slice(axis, 0).shape[1]
-    per_model_pixel = max(resampling.model_rows, columns) / session.predictor.model.spec.image_size
+    per_model_pixel = session.predictor.model.spec.input_pixel(resampling.model_rows, columns)
     return model_pixels * per_model_pixel, model_pixels * per_model_pixel / resampling.factor
 
 

@@ -55,6 +55,11 @@ class ModelSpec:
     #: trained with box prompts only: clicks are answered through boxes around them (``sammed2d.click_search``)
     clicks_as_boxes: bool = False
 
+    def input_pixel(self, height: int, width: int) -> float:
+        """Pixels of a ``height``×``width`` image (square pixels) that one pixel of the model's input spans: the
+        image is scaled so its longer side fills the input."""
+        return max(height, width) / self.image_size
+
 
 def _vit_builder(default: ViTConfig, image_size: int, adapters: bool) -> Callable[[ViTConfig | None], Sam]:
     return lambda config: build_sam_vit(config or default, image_size, adapters)
