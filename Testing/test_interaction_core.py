@@ -377,3 +377,44 @@ def test_key_slices_follow_undo_and_edits(desk, label):
     desk.wait()
     desk.core.apply()
     assert np.array_equal(desk.segment()[TUMOUR_SLICE], edited[TUMOUR_SLICE])
+
+
+def test_suggestions_are_shown_one_at_a_time_and_the_chosen_one_applied(desk, label):
+    """Everything mode with no prompt: LiteMedSAM's answers to an 8×8 grid of clicks, best rated first; one of them
+    is the tumour (measured: 62 suggestions, the best Dice 0.773); Apply writes the one on show, undo takes it back."""
+    before = desk.segment()
+    desk.core.suggest(desk.view)
+    status = desk.wait()
+    assert status.error is None, status.error
+    count = desk.core.suggestion_count
+    assert count >= 30, status.message
+    assert status.message.startswith(f"Suggestion 1 of {count} on slice {TUMOUR_SLICE}")
+    assert np.array_equal(desk.segment(), before), "suggestions must not write into the segment"
+    shown = []
+    for _ in range(count):
+        (index, mask), = desk.core.preview.masks.items()
+        assert index == TUMOUR_SLICE
+        shown.append(mask.copy())
+        desk.core.next_suggestion()
+    assert np.array_equal(desk.core.preview.masks[TUMOUR_SLICE], shown[0]), "the list goes round"
+    scores = [dice(mask, label[TUMOUR_SLICE]) for mask in shown]
+    best = int(np.argmax(scores))
+    assert scores[best] >= 0.70
+    desk.core.next_suggestion(best)
+    assert desk.core.apply() == [TUMOUR_SLICE]
+    assert np.array_equal(desk.segment()[TUMOUR_SLICE], shown[best])
+    assert desk.core.key_slices("K") == [TUMOUR_SLICE]
+    with pytest.raises(InteractionError, match="no suggestions"):
+        desk.core.next_suggestion()
+    desk.writer.undo()
+    assert np.array_equal(desk.segment(), before)
+
+
+def test_a_click_drops_the_suggestions_on_show(desk, label):
+    desk.core.suggest_slice("K", TUMOUR_SLICE, {"points_per_side": 2})
+    desk.wait()
+    assert desk.core.suggestion_count >= 1
+    desk.click(*np.mean(np.reshape(tight_box(label[TUMOUR_SLICE]), (2, 2)), axis=0))
+    assert desk.core.suggestion_count == 0
+    desk.wait()
+    assert dice(desk.core.preview.masks[TUMOUR_SLICE], label[TUMOUR_SLICE]) >= 0.70

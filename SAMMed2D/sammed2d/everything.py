@@ -8,6 +8,11 @@ the masks at +offset and −offset), and duplicates are removed by non-maximum s
 The defaults are SAM's. A model trained with boxes only (LiteMedSAM) rates its own answers to single
 clicks low, so with these defaults it keeps little or nothing: the thresholds are settings, not facts.
 
+Each grid point can also be asked as a user's click is answered (``grid_answer="click"``): one mask per
+point, which for a box-trained model is the click search's (``sammed2d.click_search``). That costs the
+search's two decoder calls of several boxes per point, and finds what the raw decoder's single-point answers
+of such a model miss (see the README's Everything-mode table).
+
 The decoder runs once per grid point, so time grows with m²: it is done in batches, and the model lock
 (when given) is taken per batch so that a user's clicks are not held up for the whole grid.
 """
@@ -18,7 +23,7 @@ import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -32,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 #: the paper's grid-size ablation goes up to 256² points
 MAX_POINTS_PER_SIDE = 256
+#: "decoder": SAM's automatic mask generator (the decoder's three answers to the bare point); "click": the
+#: predictor's answer to a click there (one mask, the click search's for a box-trained model)
+GridAnswer = Literal["decoder", "click"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,12 @@ class EverythingSettings:
     stability_score_offset: float = 1.0
     #: of two masks whose boxes overlap more than this (IoU), the lower-rated one goes
     box_nms_thresh: float = 0.7
+    #: how each grid point is asked (``GridAnswer``)
+    grid_answer: GridAnswer = "decoder"
 
     def __post_init__(self) -> None:
+        if self.grid_answer not in ("decoder", "click"):
+            raise InputError(f"grid_answer must be 'decoder' or 'click'; got {self.grid_answer!r}")
         if not 1 <= self.points_per_side <= MAX_POINTS_PER_SIDE:
             raise InputError(f"points_per_side must be 1..{MAX_POINTS_PER_SIDE}; got {self.points_per_side}")
         if self.points_per_batch < 1:
@@ -148,24 +160,25 @@ def select(masks: list[Suggestion], settings: EverythingSettings) -> list[Sugges
 def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings,
                lock: AbstractContextManager | None = None) -> tuple[list[Suggestion], int, int]:
     """Every non-empty mask of the grid that passes the two thresholds (before NMS), the points decoded and the
-    masks decoded. ``lock`` is taken around each batch's decoder call."""
+    masks decoded. ``lock`` is taken around each batch's decoder calls."""
     height, width = embedding.original_size
     points = point_grid(settings.points_per_side, height, width)
-    threshold = predictor.model.network.mask_threshold
+    answer = _decoder_answers if settings.grid_answer == "decoder" else _click_answers
     found: list[Suggestion] = []
     decoded = 0
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
         with lock if lock is not None else nullcontext():
-            logits, scores = predictor.decode_points(embedding, batch)
+            logits, scores = answer(predictor, embedding, batch)
         outputs = logits.shape[1]
         decoded += len(batch) * outputs
         logits, scores = logits.flatten(0, 1), scores.flatten()
         origins = np.repeat(batch, outputs, axis=0)
         rated = torch.nonzero(scores > settings.pred_iou_thresh).flatten()
-        stability = stability_score(logits[rated], threshold, settings.stability_score_offset)
+        stability = stability_score(logits[rated], predictor.model.network.mask_threshold,
+                                    settings.stability_score_offset)
         stable = rated[stability >= settings.stability_score_thresh]  # NaN (nothing above either cut) fails
-        masks = (logits[stable] > threshold).cpu().numpy()
+        masks = (logits[stable] > predictor.model.network.mask_threshold).cpu().numpy()
         kept_scores = scores[stable].cpu().tolist()
         kept_stability = stability[stability >= settings.stability_score_thresh].cpu().tolist()
         for mask, score, steady, number in zip(masks, kept_scores, kept_stability, stable.tolist()):
@@ -173,6 +186,23 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
                 x, y = origins[number]
                 found.append(Suggestion.from_mask(mask, score, steady, (float(x), float(y))))
     return found, len(points), decoded
+
+
+def _decoder_answers(predictor: Predictor, embedding: ImageEmbedding,
+                     points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's way: every point a bare one-point prompt, all three outputs kept (N, 3, H, W) logits, (N, 3) IoU."""
+    return predictor.decode_points(embedding, points)
+
+
+def _click_answers(predictor: Predictor, embedding: ImageEmbedding,
+                   points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every point answered as a user's click there is: (N, 1, H, W) logits, (N, 1) predicted IoU."""
+    logits, scores = [], []
+    for point in points:
+        answer = predictor.predict_checked(embedding, predictor.check(embedding, point[None], [1]))
+        logits.append(predictor.logits_on_slice(embedding, torch.from_numpy(answer.low_res_logits[:, None]))[:, 0])
+        scores.append(torch.from_numpy(answer.scores))
+    return torch.stack(logits), torch.stack(scores)
 
 
 def generate(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings = EverythingSettings(),

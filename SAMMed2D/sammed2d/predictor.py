@@ -127,7 +127,7 @@ class Predictor:
         low_res, iou = decode(self.model.network, embedding.features,
                               DecoderPrompts(points=(scaled[:, None].to(device), labels)), multimask_output,
                               all_masks=True)
-        return self._logits_on_slice(embedding, low_res), iou.float()
+        return self.logits_on_slice(embedding, low_res), iou.float()
 
     def _answer_clicks_with_boxes(self, embedding: ImageEmbedding, prompt: SlicePrompt,
                                   multimask_output: bool | None, all_masks: bool) -> Prediction:
@@ -137,7 +137,7 @@ class Predictor:
         previous = None
         if prompt.mask_logits is not None:
             low_res = torch.as_tensor(prompt.mask_logits, dtype=torch.float32)[None, None]
-            previous = (self._logits_on_slice(embedding, low_res)[0, 0] > self.model.network.mask_threshold).numpy()
+            previous = (self.logits_on_slice(embedding, low_res)[0, 0] > self.model.network.mask_threshold).numpy()
         coords, labels = prompt.points, prompt.labels
         candidates = click_search.candidate_boxes(coords, labels, embedding.original_size, previous)
         first = self._decode(embedding, SlicePrompt(boxes=candidates), multimask_output)
@@ -183,15 +183,16 @@ class Predictor:
         if all_masks:
             order = iou.argsort(dim=1, descending=True)
             low_res, iou = low_res.gather(1, order[..., None, None].expand_as(low_res)), iou.gather(1, order)
-        logits = self._logits_on_slice(embedding, low_res)
+        logits = self.logits_on_slice(embedding, low_res)
         masks, scores = (logits > network.mask_threshold).cpu().numpy(), iou.float().cpu().numpy()
         low_res_logits = low_res.float().cpu().numpy()
         if not all_masks:
             masks, scores, low_res_logits = masks[:, 0], scores[:, 0], low_res_logits[:, 0]
         return Prediction(masks=masks, scores=scores, low_res_logits=low_res_logits)
 
-    def _logits_on_slice(self, embedding: ImageEmbedding, low_res: torch.Tensor) -> torch.Tensor:
-        """Low-res logits (N, M, h, w) brought to the embedding's slice: (N, M, H, W)."""
+    def logits_on_slice(self, embedding: ImageEmbedding, low_res: torch.Tensor) -> torch.Tensor:
+        """Low-res logits (N, M, h, w) brought to the embedding's slice: (N, M, H, W) (a ``Prediction``'s
+        ``low_res_logits`` as the masks were thresholded from them)."""
         logits = self.model.spec.transform.logits_to_original(low_res.flatten(0, 1)[:, None], embedding.resized_size,
                                                               embedding.original_size)
         return logits[:, 0].unflatten(0, low_res.shape[:2])

@@ -1,4 +1,5 @@
 """The interaction core: prompts on a slice view → model answer → preview → Apply (undoable) → propagation.
+Or, with no prompt: the masks the model suggests on a slice, shown one at a time, the chosen one applied.
 
 One class drives both front-ends (the Segment Editor effect in desktop Slicer and the web page): they
 turn mouse and key events into calls of ``InteractionCore`` and draw what ``markers()`` and ``status``
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..client import BadRequest, Client, PropagatedSlice, SAMMed2DClientError, SegmentResult
+from ..client import BadRequest, Client, PropagatedSlice, SAMMed2DClientError, SegmentResult, SuggestResult
 from ..volumes import Axis
 from .background import BackgroundRunner, Superseded
 from .errors import InteractionError
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 Direction = Literal["both", "increasing", "decreasing", "between"]
 RAS = tuple[float, float, float]
 _STALE_HANDLE_CODES = ("handle_unknown", "handle_mismatch")
+#: Everything mode as the suggest tool asks it: each point of an 8×8 grid answered as a click there would be,
+#: duplicates removed, every answer kept and shown best rated first. SAM's rating thresholds are off: they are
+#: calibrated on SAM, and with them a box-trained model (LiteMedSAM) keeps nothing, so the user judges instead.
+SUGGEST_SETTINGS: dict[str, Any] = {"points_per_side": 8, "grid_answer": "click", "pred_iou_thresh": 0.0,
+                                    "stability_score_thresh": 0.0}
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,16 @@ class _Key:
 
 
 @dataclass
+class _Suggestions:
+    """Everything mode's answer for one slice and which of its masks the preview shows."""
+
+    view: SliceView
+    masks: tuple[np.ndarray, ...]
+    scores: tuple[float, ...]
+    shown: int = 0
+
+
+@dataclass
 class _Propagation:
     ticket: int
     axis: Axis
@@ -122,6 +138,7 @@ class InteractionCore:
         self._result_prompts: Prompts | None = None
         self._keys: dict[tuple[Target, Axis], dict[int, _Key]] = {}
         self._propagation: _Propagation | None = None
+        self._suggestions: _Suggestions | None = None
         self._preview_stale = False
 
     # prompts
@@ -230,6 +247,8 @@ class InteractionCore:
                                    "was made: Cancel and prompt again")
         keys = self._current_keys(target, axis)
         new_key = self._result_prompts.view.index if self._result is not None and self._result_prompts else None
+        if self._suggestions is not None:
+            new_key = self._suggestions.view.index
         writes = {index: mask for index, mask in masks.items() if index not in keys or index == new_key}
         volume = self._source_volume()
         self.runner.supersede("segment")
@@ -276,11 +295,70 @@ class InteractionCore:
         return read_segment_slice(self.editor_node.GetSegmentationNode(), self.editor_node.GetSelectedSegmentID(),
                                   volume, view)
 
+    # suggestions
+
+    def suggest(self, slice_node, settings: Mapping[str, Any] | None = None) -> None:
+        """The masks the model finds with no prompt on the slice shown in ``slice_node`` (Everything mode).
+
+        They come best rated first; the preview shows one at a time (``next_suggestion``) and ``apply()`` writes
+        the one shown, as it would a click's answer. ``settings`` override ``SUGGEST_SETTINGS``.
+        """
+        view = self.view_at(slice_node)
+        self.suggest_slice(view.axis, view.index, settings)
+
+    def suggest_slice(self, axis: Axis, index: int, settings: Mapping[str, Any] | None = None) -> None:
+        """``suggest`` on slice ``index`` normal to ``axis`` (scripts and the console)."""
+        view = view_of_index(self._source_volume(), axis, index)
+        self._fresh_prompts(view)
+        client = self._require_client()
+        snapshot = self.uploads.snapshot(self._source_volume(), self.preset)
+        asked = {**SUGGEST_SETTINGS, **(settings or {})}
+
+        def work(is_current: Callable[[], bool]) -> SuggestResult:
+            remote = self.uploads.resolve(client, snapshot)
+            if not is_current():
+                raise Superseded()
+            return client.suggest(remote, axis, index, asked)
+
+        self.runner.submit("segment", work, lambda found: self._on_suggested(view, found), self._on_error)
+        self._set_status(Status(f"Looking for structures on slice {index} ({asked['points_per_side']}² grid of "
+                                "clicks)…", busy=True))
+
+    def next_suggestion(self, step: int = 1) -> None:
+        """Show the next suggestion (``step=-1``: the previous one), round the list."""
+        found = self._suggestions
+        if found is None or not found.masks:
+            raise InteractionError("no suggestions on show: ask for suggestions on a slice first")
+        found.shown = (found.shown + step) % len(found.masks)
+        self._show_suggestion(found)
+
+    @property
+    def suggestion_count(self) -> int:
+        """How many masks the last suggestion request found (0 when none are on show)."""
+        return len(self._suggestions.masks) if self._suggestions is not None else 0
+
+    def _on_suggested(self, view: SliceView, found: SuggestResult) -> None:
+        masks = tuple(item.mask for item in found.masks)
+        if not masks:
+            self._set_status(Status(f"The model suggested nothing on slice {view.index}: click on the structure or "
+                                    "draw a box around it."))
+            return
+        self._suggestions = _Suggestions(view, masks, tuple(item.score for item in found.masks))
+        self._show_suggestion(self._suggestions)
+
+    def _show_suggestion(self, found: _Suggestions) -> None:
+        mask = found.masks[found.shown]
+        self._show_preview(self._source_volume(), found.view.axis, {found.view.index: mask})
+        self._set_status(Status(
+            f"Suggestion {found.shown + 1} of {len(found.masks)} on slice {found.view.index}: {int(mask.sum())} "
+            f"pixels, model's quality estimate {found.scores[found.shown]:.2f}. Next suggestion for another; "
+            "Apply (Enter) writes this one."))
+
     # propagation
 
     def propagate(self, direction: Direction = "both", slice_range: tuple[int, int] | None = None,
                   axis: Axis | None = None) -> None:
-        """Carry the segment through the volume from its key slices (and the result on show, if any).
+        """Carry the segment through the volume from its key slices (and the answer or suggestion on show).
 
         ``direction`` is along the slice index ("between" stays within the outermost key slices); ``slice_range``
         (inclusive) bounds it. The result comes as a preview, slice by slice; ``apply()`` writes it as one undo
@@ -289,7 +367,9 @@ class InteractionCore:
         if self._propagation is not None and self._propagation.running:
             raise InteractionError("a propagation is already running: wait for it or cancel it")
         target = self._target()
-        axis = axis or (self._prompts.view.axis if self._prompts is not None else None) or self._last_axis(target)
+        on_show = self._prompts.view if self._prompts is not None else \
+            self._suggestions.view if self._suggestions is not None else None
+        axis = axis or (on_show.axis if on_show is not None else None) or self._last_axis(target)
         if axis is None:
             raise InteractionError("propagation starts from a segmented slice: click or drag a box on the structure "
                                    "on one slice first")
@@ -301,6 +381,9 @@ class InteractionCore:
         if pending is not None and self._result_prompts is not None:
             keys[self._result_prompts.view.index] = pending
             masks[self._result_prompts.view.index] = pending.mask
+        shown = self._suggestions
+        if shown is not None and shown.view.axis == axis:
+            keys[shown.view.index] = masks[shown.view.index] = shown.masks[shown.shown]
         volume = self._source_volume()
         count = _slice_count(volume, axis)
         low, high = slice_range if slice_range is not None else (0, count - 1)
@@ -450,6 +533,7 @@ class InteractionCore:
         self._marker_box = None
         self._result = None
         self._result_prompts = None
+        self._suggestions = None
 
     def _set_prompts(self, prompts: Prompts, keep_previous: bool = True) -> None:
         self._prompts = prompts

@@ -183,6 +183,8 @@ class EverythingOptions(Strict):
     stability_score_thresh: float | None = Field(None, ge=0, le=1)
     stability_score_offset: float | None = Field(None, ge=0, le=100)
     box_nms_thresh: float | None = Field(None, ge=0, le=1)
+    grid_answer: Literal["decoder", "click"] | None = Field(
+        None, description="decoder: SAM's automatic mask generator; click: each point answered as a user's click")
 
 
 class SuggestSliceRequest(Strict):
