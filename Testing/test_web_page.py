@@ -226,6 +226,31 @@ def test_the_segmentation_is_saved_and_downloaded_as_seg_nrrd(web, page, label, 
     assert not (output_dir.parent / "escaped.seg.nrrd").exists()
 
 
+def test_suggestions_are_browsed_and_the_chosen_one_applied(web, page, label):
+    """Suggest with no prompt finds LiteMedSAM's answers to a grid of clicks on the axial slice (measured: 62 on
+    slice 22); M walks through them until the tumour is on show, and Enter writes that one."""
+    web.settle(lambda: page.click("#suggest"), timeout=600, what="the suggestions")
+    count = web.state("suggestions")
+    assert count >= 30, web.state("status")
+    page.wait_for_function(f"document.querySelector('#status').innerText.includes('Suggestion 1 of {count} on slice "
+                           f"{TUMOUR_SLICE}')")
+    assert page.locator("#next-suggestion").is_enabled()
+    assert segment_mask(web).sum() == 0, "suggestions must not write into the segment"
+    for _ in range(count):
+        if dice(preview(web)[TUMOUR_SLICE], label[TUMOUR_SLICE]) >= 0.7:
+            break
+        web.settle(lambda: page.keyboard.press("m"), what="the next suggestion")
+    else:
+        pytest.fail("no suggestion is the tumour")
+    shown = preview(web)[TUMOUR_SLICE]
+    web.settle(lambda: page.keyboard.press("Enter"), what="Apply")
+    written = segment_mask(web)
+    assert np.array_equal(written[TUMOUR_SLICE], shown)
+    assert written[np.arange(written.shape[0]) != TUMOUR_SLICE].sum() == 0, "only the suggested slice is written"
+    assert web.state("suggestions") == 0
+    page.wait_for_function("document.querySelector('#next-suggestion').disabled")
+
+
 def test_a_sagittal_click_lands_on_the_right_voxel(web, page, label):
     k, j, i = (int(round(v)) for v in np.mean(np.nonzero(label), axis=1))
     assert label[k, j, i]

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_MS = 50
 #: keys of this effect; none is one the Segment Editor itself owns (digits, Esc, Space, Z, Y, Q, W, I, / * , . < >)
 KEYS = {"p": "point+", "n": "point-", "b": "box", "Return": "apply", "KP_Enter": "apply", "d": "cancel",
-        "g": "propagate"}
+        "g": "propagate", "s": "suggest", "m": "next"}
 TOOLS = ("point+", "point-", "box")
 
 
@@ -62,6 +62,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.tool = "box"
         self.markers: dict[object, PromptMarkers] = {}
         self.dragStart: dict[object, tuple[float, float]] = {}
+        self.lastSliceNode = None  # the slice view the mouse was last on: Suggest works there
         self.timer = None
 
     def clone(self):
@@ -86,6 +87,8 @@ honouring the editable area, intensity range and overwrite settings under Maskin
 <b>Cancel</b> (D) drops it.</li>
 <li><b>Propagate</b> (G) carries the segment through the neighbouring slices from every slice you applied;
 Apply writes all of it as one undo step. Applied slices are never overwritten.</li>
+<li><b>Suggest</b> (S) looks for structures on the slice under the mouse with no prompt (a grid of clicks) and
+shows them one at a time, best rated first; <b>Next</b> (M) shows another; Apply writes the one on show.</li>
 </ul>
 The model runs in a separate process: set it up in the SAM-Med2D module (local or remote server).</html>"""
 
@@ -132,6 +135,21 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
         actionsLayout.addWidget(self.applyButton)
         actionsLayout.addWidget(self.cancelButton)
         self.scriptedEffect.addOptionsWidget(actionsLayout)
+
+        suggestLayout = qt.QHBoxLayout()
+        self.suggestButton = qt.QPushButton("Suggest")
+        self.suggestButton.toolTip = ("Find structures on the slice under the mouse with no prompt, shown one at a "
+                                      "time, best rated first (S)")
+        self.suggestButton.connect("clicked()", self.onSuggest)
+        self.nextButton = qt.QPushButton("Next")
+        self.nextButton.toolTip = "Show the next suggestion (M)"
+        self.nextButton.connect("clicked()", lambda: self._run(lambda: self.core.next_suggestion()))
+        self.previousButton = qt.QPushButton("Previous")
+        self.previousButton.toolTip = "Show the previous suggestion"
+        self.previousButton.connect("clicked()", lambda: self._run(lambda: self.core.next_suggestion(-1)))
+        for button in (self.suggestButton, self.previousButton, self.nextButton):
+            suggestLayout.addWidget(button)
+        self.scriptedEffect.addLabeledOptionsWidget("Suggestions:", suggestLayout)
 
         propagation = ctk.ctkCollapsibleGroupBox()
         propagation.title = "Propagation"
@@ -242,6 +260,7 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
         if self.core is None or viewWidget.className() != "qMRMLSliceWidget":
             return False
         sliceNode = viewWidget.mrmlSliceNode()
+        self.lastSliceNode = sliceNode
         xy = callerInteractor.GetEventPosition()
         try:
             if eventId == vtk.vtkCommand.KeyPressEvent:
@@ -282,6 +301,10 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
             self.onCancel()
         elif action == "propagate":
             self.onPropagate()
+        elif action == "suggest":
+            self.onSuggest()
+        elif action == "next":
+            self._run(lambda: self.core.next_suggestion())
         return action is not None
 
     def setTool(self, tool: str) -> None:
@@ -300,6 +323,10 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
             sliceRange = (int(self.rangeWidget.minimumValue), int(self.rangeWidget.maximumValue))
         self._run(lambda: self.core.propagate(self.directionCombo.currentData, sliceRange))
 
+    def onSuggest(self) -> None:
+        sliceNode = self.lastSliceNode or slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+        self._run(lambda: self.core.suggest(sliceNode))
+
     def onPoll(self) -> None:
         if self.core is not None:
             self.core.poll()
@@ -314,6 +341,8 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
         busy = status.busy
         self.applyButton.enabled = not busy or status.progress is None
         self.propagateButton.enabled = not busy
+        self.suggestButton.enabled = not busy
+        self.nextButton.enabled = self.previousButton.enabled = self.core is not None and self.core.suggestion_count > 1
         self.stopButton.enabled = status.progress is not None and busy
         self.progressBar.visible = status.progress is not None and busy
         if status.progress is not None:

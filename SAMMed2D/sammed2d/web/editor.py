@@ -153,6 +153,17 @@ class PageEditor:
         slice_range = tuple(int(v) for v in self.state.slice_range) if self.state.limit_range else None
         self._run(lambda: self.core.propagate(self.state.direction, slice_range))  # type: ignore[arg-type]
 
+    def suggest(self) -> None:
+        """Suggestions on the slice of the view last clicked (the axial view before any click)."""
+        self.effect.suggest(self.effect.last_slice_node or self.app.view_manager.get_view("Red").get_view_node())
+        self._show_status(self.core.status)
+
+    def next_suggestion(self) -> None:
+        self._run(self.core.next_suggestion)
+
+    def previous_suggestion(self) -> None:
+        self._run(lambda: self.core.next_suggestion(-1))
+
     def stop_propagation(self, keep: bool) -> None:
         self._run(lambda: self.core.cancel_propagation(keep=keep))
 
@@ -284,6 +295,7 @@ class PageEditor:
             "propagating": status.busy and status.progress is not None,
             "progress_done": progress[0], "progress_planned": progress[1],
             "has_preview": bool(self.core.preview.masks),
+            "suggestions": self.core.suggestion_count,
             "can_undo": bool(self.writer.logic.CanUndo()), "can_redo": bool(self.writer.logic.CanRedo()),
             "slice_count": int(count),
         })

@@ -37,6 +37,7 @@ class PromptEffect(SegmentationEffect):
         super().__init__()
         self.tool: Tool = "box"
         self.core: InteractionCore | None = None
+        self.last_slice_node: vtkMRMLSliceNode | None = None  # the view last clicked: Suggest works there
         self._report: Callable[[str], None] = logger.warning
 
     def bind(self, core: InteractionCore, report: Callable[[str], None]) -> None:
@@ -47,10 +48,15 @@ class PromptEffect(SegmentationEffect):
         return PromptPipeline() if isinstance(view_node, vtkMRMLSliceNode) else None
 
     def point(self, slice_node, ras: Sequence[float]) -> None:
+        self.last_slice_node = slice_node
         self._run(lambda core: core.add_point(slice_node, ras, positive=self.tool == "point+"))
 
     def box(self, slice_node, corner: Sequence[float], opposite: Sequence[float]) -> None:
+        self.last_slice_node = slice_node
         self._run(lambda core: core.set_box(slice_node, corner, opposite))
+
+    def suggest(self, slice_node) -> None:
+        self._run(lambda core: core.suggest(slice_node))
 
     def redraw(self) -> None:
         """Draw the current prompts on every slice view (after a prompt, an answer, a slice change)."""

@@ -19,6 +19,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut(("enter",), "apply", "Apply the preview to the selected segment"),
     Shortcut(("escape", "d"), "cancel", "Cancel the prompts and the preview"),
     Shortcut(("g",), "propagate", "Propagate through the neighbouring slices"),
+    Shortcut(("s",), "suggest", "Suggest structures on the slice last clicked (axial at first)"),
+    Shortcut(("m",), "next_suggestion", "Show the next suggestion"),
     Shortcut(("ctrl+z",), "undo", "Undo"),
     Shortcut(("ctrl+y", "ctrl+shift+z"), "redo", "Redo"),
 )

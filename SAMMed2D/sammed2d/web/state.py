@@ -21,6 +21,7 @@ class PageState:
     progress_done: int = 0
     progress_planned: int = 0
     has_preview: bool = False
+    suggestions: int = 0  # masks found by the last Suggest (0 when none are on show)
     can_undo: bool = False
     can_redo: bool = False
     model_status: str = ""

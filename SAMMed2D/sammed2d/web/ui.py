@@ -95,6 +95,13 @@ def _tool_panel(editor: PageEditor) -> None:
                 v.VBtn("Cancel", id="cancel", click=editor.cancel)
                 v.VBtn(icon="mdi-undo", id="undo", click=editor.undo, disabled=("!can_undo",), size="small")
                 v.VBtn(icon="mdi-redo", id="redo", click=editor.redo, disabled=("!can_redo",), size="small")
+            with html.Div(classes="d-flex ga-2 mb-2 align-center"):
+                v.VBtn("Suggest", id="suggest", prepend_icon="mdi-auto-fix", click=editor.suggest,
+                       disabled=("busy",), size="small", variant="tonal")
+                v.VBtn(icon="mdi-chevron-left", id="previous-suggestion", click=editor.previous_suggestion,
+                       disabled=("suggestions < 2",), size="small", variant="text")
+                v.VBtn(icon="mdi-chevron-right", id="next-suggestion", click=editor.next_suggestion,
+                       disabled=("suggestions < 2",), size="small", variant="text")
             v.VProgressLinear(id="busy", v_show=("busy",), indeterminate=("!propagating",),
                               model_value=("progress_planned ? 100 * progress_done / progress_planned : 0",),
                               color="primary", classes="mb-2")
