@@ -8,6 +8,7 @@ import pytest
 from conftest import DATA, require
 from sammed2d.intensity import fit_mapping
 from sammed2d.metrics import dice
+from sammed2d.model_images import mask_to_model, rows_under_centres
 from sammed2d.predictor import Predictor
 from sammed2d.session import EmbeddingCache, SliceResampling, VolumeSession
 from sammed2d.slice_prompts import SlicePrompt
@@ -23,6 +24,21 @@ def test_resampling_maps_prompts_and_masks_exactly():
     model_mask = np.zeros((12, 2), dtype=bool)
     model_mask[4:8] = True  # exactly the middle slice row in model pixels
     np.testing.assert_array_equal(resampling.mask_to_slice(model_mask)[:, 0], [False, True, False])
+
+
+def test_a_mask_taken_to_the_model_image_and_back_is_unchanged_for_every_size():
+    """One integer rule in both directions. A centre exactly on a row boundary takes the row after it (2 rows
+    onto 1: the centre is at 1.0); the float forms it replaced rounded some of those boundaries down."""
+    np.testing.assert_array_equal(rows_under_centres(2, 1), [1])
+    np.testing.assert_array_equal(rows_under_centres(3, 2), [0, 2])  # centres at 0.75 and 2.25
+    np.testing.assert_array_equal(rows_under_centres(2, 4), [0, 0, 1, 1])
+    pattern = np.random.default_rng(0).random((300, 1)) > 0.5
+    for rows in range(1, 120):
+        for model_rows in range(rows, 6 * rows + 1):
+            mask = pattern[:rows]
+            there = mask_to_model(mask, model_rows)
+            assert there.shape == (model_rows, 1)
+            np.testing.assert_array_equal(SliceResampling(rows, model_rows).mask_to_slice(there), mask)
 
 
 def test_sagittal_slice_of_thick_ct_is_segmented_on_square_pixels(litemedsam):

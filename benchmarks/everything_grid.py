@@ -5,10 +5,14 @@ scores Everything mode; a mask with no suggestion scores 0. Each grid is decoded
 two ways: with SAM's automatic mask generator defaults (predicted IoU > 0.88, stability ≥ 0.95, box NMS 0.7)
 and with box NMS only (no threshold), which shows what the grid found before the model's own ratings decide.
 The highest predicted IoU and stability among all decoded masks tell why the thresholds keep what they keep.
+Each grid point is asked as SAM's generator asks it (the decoder's three answers to the bare point) and, with
+``--answers click``, as a user's click there is answered (for LiteMedSAM the click search: what the Suggest tool
+of the effect and the page shows).
 Large grids take m² decoder calls per slice: grids above --full-grid-limit run on the first
 --large-grid-slices slices only (the table says how many).
 
-    python benchmarks/everything_grid.py [--grids 8 16 32 64] [--large-grid-slices 1] [--threads 2]
+    python benchmarks/everything_grid.py [--grids 8 16 32 64] [--answers decoder click] [--large-grid-slices 1]
+                                         [--threads 2]
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ def best_dice(masks: list[everything.Suggestion], truth: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grids", nargs="+", type=int, default=[8, 16, 32, 64], help="points per side")
+    parser.add_argument("--answers", nargs="+", choices=["decoder", "click"], default=["decoder"],
+                        help="how each grid point is asked (EverythingSettings.grid_answer)")
     parser.add_argument("--full-grid-limit", type=int, default=16, help="grids up to this run on every slice")
     parser.add_argument("--large-grid-slices", type=int, default=1, help="slices that larger grids run on")
     parser.add_argument("--threads", type=int, default=2)
@@ -87,14 +93,15 @@ def main() -> None:
           f"torch {torch.__version__}; model litemedsam on {model.device}; {len(slices)} slices, "
           f"{sum(len(s.truths) for s in slices)} ground-truth masks")
     rows = []
-    for grid in args.grids:
+    for answer, grid in [(answer, grid) for answer in args.answers for grid in args.grids]:
         chosen = slices if grid <= args.full_grid_limit else slices[: args.large_grid_slices]
         scores = {name: [] for name in FILTERS}
         counts = {name: [] for name in FILTERS}
         seconds, top_score, top_stability = [], 0.0, 0.0
         for item in chosen:
             started = time.perf_counter()
-            found, _, _ = everything.candidates(predictor, item.embedding, replace(LOOSE, points_per_side=grid))
+            found, _, _ = everything.candidates(predictor, item.embedding,
+                                                replace(LOOSE, points_per_side=grid, grid_answer=answer))
             seconds.append(time.perf_counter() - started)
             top_score = max([top_score, *(s.score for s in found)])
             top_stability = max([top_stability, *(s.stability for s in found)])
@@ -102,17 +109,17 @@ def main() -> None:
                 kept = everything.select(found, settings)
                 counts[name].append(len(kept))
                 scores[name] += [best_dice(kept, truth) for truth in item.truths.values()]
-            print(f"  {grid}²  {item.name:22s} {seconds[-1]:6.1f} s  kept (SAM) {counts['SAM defaults'][-1]:3d}  "
+            print(f"  {answer:7s} {grid}²  {item.name:22s} {seconds[-1]:6.1f} s  kept (SAM) {counts['SAM defaults'][-1]:3d}  "
                   f"(NMS only) {counts['NMS only'][-1]:3d}  best Dice NMS only "
                   f"{np.mean(scores['NMS only'][-len(item.truths):]):.3f}", flush=True)
-        rows.append((grid, len(chosen), sum(len(s.truths) for s in chosen), scores, counts, float(np.mean(seconds)),
+        rows.append((answer, grid, len(chosen), sum(len(s.truths) for s in chosen), scores, counts, float(np.mean(seconds)),
                      top_score, top_stability))
     print()
-    print("| grid | slices | masks | Dice (SAM defaults) | kept/slice | Dice (NMS only) | kept/slice | s/slice |"
+    print("| grid point asked as | grid | slices | masks | Dice (SAM defaults) | kept/slice | Dice (NMS only) | kept/slice | s/slice |"
           " max pred. IoU | max stability |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for grid, count, masks, scores, counts, secs, top_score, top_stability in rows:
-        print(f"| {grid}² | {count} | {masks} | {np.mean(scores['SAM defaults']):.3f} | "
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for answer, grid, count, masks, scores, counts, secs, top_score, top_stability in rows:
+        print(f"| {answer} | {grid}² | {count} | {masks} | {np.mean(scores['SAM defaults']):.3f} | "
               f"{np.mean(counts['SAM defaults']):.1f} | {np.mean(scores['NMS only']):.3f} | "
               f"{np.mean(counts['NMS only']):.1f} | {secs:.1f} | {top_score:.3f} | {top_stability:.3f} |")
 

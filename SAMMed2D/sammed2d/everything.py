@@ -47,6 +47,7 @@ class EverythingSettings:
     """SAM's automatic mask generator settings (its names and defaults), without crops or hole filling."""
 
     points_per_side: int = 32
+    #: grid points per decoder call (bare-point answers; a click answer is one point at a time)
     points_per_batch: int = 64
     #: keep masks whose predicted IoU is above this
     pred_iou_thresh: float = 0.88
@@ -164,10 +165,13 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
     height, width = embedding.original_size
     points = point_grid(settings.points_per_side, height, width)
     answer = _decoder_answers if settings.grid_answer == "decoder" else _click_answers
+    # a click's answer is itself a search of several decoder calls: one point per batch, so that a user's click
+    # waits for one grid point at most
+    per_batch = settings.points_per_batch if settings.grid_answer == "decoder" else 1
     found: list[Suggestion] = []
     decoded = 0
-    for start in range(0, len(points), settings.points_per_batch):
-        batch = points[start : start + settings.points_per_batch]
+    for start in range(0, len(points), per_batch):
+        batch = points[start : start + per_batch]
         with lock if lock is not None else nullcontext():
             logits, scores = answer(predictor, embedding, batch)
         outputs = logits.shape[1]

@@ -38,14 +38,16 @@ def model_image(volume: Volume, mapping: IntensityMapping, axis: Axis, index: in
     return np.clip(resized[0, 0].numpy(), 0.0, 255.0)  # float rounding can step past 255 (255.00002)
 
 
-def slice_rows(rows: int, model_rows: int) -> np.ndarray:
-    """For each model image row, the slice row under its centre: masks go to the model image by nearest neighbour.
+def rows_under_centres(rows: int, onto: int) -> np.ndarray:
+    """For each of ``onto`` rows spanning the same extent as ``rows`` rows, the one of ``rows`` under its centre.
 
-    The session maps masks back by each slice row's centre, so a mask taken there and back is unchanged.
+    Masks go between a slice and its model image by nearest neighbour this way, in both directions (the session
+    maps the model's masks back with it), so a mask taken there and back is unchanged. Integer arithmetic:
+    a centre on a row boundary goes to the same row whichever way round the sizes are.
     """
-    return np.minimum(((np.arange(model_rows) + 0.5) * rows / model_rows).astype(int), rows - 1)
+    return (2 * np.arange(onto) + 1) * rows // (2 * onto)
 
 
 def mask_to_model(mask: np.ndarray, model_rows: int) -> np.ndarray:
     """A slice's (H, W) mask on the model image's rows."""
-    return mask[slice_rows(mask.shape[0], model_rows)]
+    return mask[rows_under_centres(mask.shape[0], model_rows)]

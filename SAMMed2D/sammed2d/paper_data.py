@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
-from .model_images import model_rows, slice_rows
+from .model_images import model_rows, rows_under_centres
 from .paper_prompts import EIGHT_CONNECTED
 from .volumes import Axis, Volume
 
@@ -152,7 +152,7 @@ def paper_slice_entries(case: int, labels: Volume, axis: Axis, min_mask_pixels: 
                     labels.source, axis, width, square_rows)
         return []
     # nearest-neighbour resize of the model image, as the model input
-    rows = slice_rows(height, square_rows)[np.arange(MASK_AREA_SIZE) * square_rows // MASK_AREA_SIZE]
+    rows = rows_under_centres(height, square_rows)[np.arange(MASK_AREA_SIZE) * square_rows // MASK_AREA_SIZE]
     cols = np.arange(MASK_AREA_SIZE) * width // MASK_AREA_SIZE
     entries = []
     for index in range(labels.slice_count(axis)):

@@ -18,7 +18,7 @@ from .bounded_lru import BoundedLRU
 from .everything import EverythingSettings, Suggestions, generate
 from .ids import volume_id
 from .intensity import IntensityMapping
-from .model_images import model_image, model_rows
+from .model_images import model_image, model_rows, rows_under_centres
 from .predictor import ImageEmbedding, Prediction, Predictor
 from .slice_prompts import SlicePrompt
 from .volumes import Axis, Volume
@@ -58,8 +58,7 @@ class SliceResampling:
     def mask_to_slice(self, masks: np.ndarray) -> np.ndarray:
         if self.model_rows == self.rows:
             return masks
-        centres = np.minimum(((np.arange(self.rows) + 0.5) * self.factor).astype(int), self.model_rows - 1)
-        return masks[..., centres, :]
+        return masks[..., rows_under_centres(self.model_rows, self.rows), :]
 
 
 class VolumeSession:
