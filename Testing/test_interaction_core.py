@@ -16,7 +16,7 @@ from slicer_scene import dice, new_scene, segment_array, set_segment_array
 
 from sammed2d.client import LocalServer
 from sammed2d.interaction import InteractionCore, InteractionError, ras_to_xy, xy_to_ras
-from sammed2d.interaction.slice_mapping import pixel_to_ras
+from sammed2d.interaction.slice_mapping import pixel_to_ras, ras_to_pixel
 from sammed2d.volumes import read_labels, read_volume
 
 import slicer
@@ -410,11 +410,25 @@ def test_suggestions_are_shown_one_at_a_time_and_the_chosen_one_applied(desk, la
     assert np.array_equal(desk.segment(), before)
 
 
-def test_a_click_drops_the_suggestions_on_show(desk, label):
+def test_a_click_refines_the_suggestion_on_show_and_cancel_starts_afresh(desk, label):
+    """The suggestion on show is the answer to its grid click: that click is the prompt (and its marker), so a
+    click adds to it; after Cancel a click stands alone."""
     desk.core.suggest_slice("K", TUMOUR_SLICE, {"points_per_side": 2})
     desk.wait()
     assert desk.core.suggestion_count >= 1
-    desk.click(*np.mean(np.reshape(tight_box(label[TUMOUR_SLICE]), (2, 2)), axis=0))
+    prompts = desk.core.prompts
+    assert prompts.labels == (1,) and prompts.points[0] in {(128.0, 128.0), (384.0, 128.0), (128.0, 384.0),
+                                                            (384.0, 384.0)}  # the 2×2 grid's cell centres
+    (marker,) = desk.core.markers().points
+    assert np.allclose(ras_to_pixel(desk.volume, prompts.view, marker), prompts.points[0])
+    rows, columns = np.nonzero(label[TUMOUR_SLICE])
+    centre = (float(np.median(columns)) + 0.5, float(np.median(rows)) + 0.5)
+    desk.click(*centre)
     assert desk.core.suggestion_count == 0
+    assert desk.core.prompts.points == (prompts.points[0], centre) and desk.core.prompts.labels == (1, 1)
+    assert desk.wait().error is None
+    desk.core.cancel()
+    desk.click(*centre)
+    assert desk.core.prompts.points == (centre,)
     desk.wait()
     assert dice(desk.core.preview.masks[TUMOUR_SLICE], label[TUMOUR_SLICE]) >= 0.70

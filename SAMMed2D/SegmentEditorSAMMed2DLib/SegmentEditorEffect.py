@@ -88,7 +88,8 @@ honouring the editable area, intensity range and overwrite settings under Maskin
 <li><b>Propagate</b> (G) carries the segment through the neighbouring slices from every slice you applied;
 Apply writes all of it as one undo step. Applied slices are never overwritten.</li>
 <li><b>Suggest</b> (S) looks for structures on the slice under the mouse with no prompt (a grid of clicks) and
-shows them one at a time, best rated first; <b>Next</b> (M) shows another; Apply writes the one on show.</li>
+shows them one at a time, best rated first; <b>Next</b> (M) shows another; Apply writes the one on show.
+Each answers a click at its + marker: more points refine it (Cancel first to start afresh).</li>
 </ul>
 The model runs in a separate process: set it up in the SAM-Med2D module (local or remote server).</html>"""
 

@@ -95,6 +95,7 @@ class _Suggestions:
     view: SliceView
     masks: tuple[np.ndarray, ...]
     scores: tuple[float, ...]
+    points: tuple[tuple[float, float], ...]  # the grid click each mask answers, in slice pixels
     shown: int = 0
 
 
@@ -301,7 +302,9 @@ class InteractionCore:
         """The masks the model finds with no prompt on the slice shown in ``slice_node`` (Everything mode).
 
         They come best rated first; the preview shows one at a time (``next_suggestion``) and ``apply()`` writes
-        the one shown, as it would a click's answer. ``settings`` override ``SUGGEST_SETTINGS``.
+        the one shown. Each is the answer to a click at a grid point, so the one on show stands as that click's
+        prompt: its marker is drawn, and more points or a box refine it as they would the click. ``settings``
+        override ``SUGGEST_SETTINGS``.
         """
         view = self.view_at(slice_node)
         self.suggest_slice(view.axis, view.index, settings)
@@ -343,16 +346,20 @@ class InteractionCore:
             self._set_status(Status(f"The model suggested nothing on slice {view.index}: click on the structure or "
                                     "draw a box around it."))
             return
-        self._suggestions = _Suggestions(view, masks, tuple(item.score for item in found.masks))
+        self._suggestions = _Suggestions(view, masks, tuple(item.score for item in found.masks),
+                                         tuple(item.point for item in found.masks))
         self._show_suggestion(self._suggestions)
 
     def _show_suggestion(self, found: _Suggestions) -> None:
-        mask = found.masks[found.shown]
-        self._show_preview(self._source_volume(), found.view.axis, {found.view.index: mask})
+        mask, point = found.masks[found.shown], found.points[found.shown]
+        volume = self._source_volume()
+        self._prompts = Prompts(found.view, (point,), (1,))
+        self._marker_points = [pixel_to_ras(volume, found.view, *point)]
+        self._show_preview(volume, found.view.axis, {found.view.index: mask})
         self._set_status(Status(
             f"Suggestion {found.shown + 1} of {len(found.masks)} on slice {found.view.index}: {int(mask.sum())} "
-            f"pixels, model's quality estimate {found.scores[found.shown]:.2f}. Next suggestion for another; "
-            "Apply (Enter) writes this one."))
+            f"pixels, model's quality estimate {found.scores[found.shown]:.2f}. Next suggestion for another, "
+            "points to refine it; Apply (Enter) writes it."))
 
     # propagation
 
@@ -367,9 +374,7 @@ class InteractionCore:
         if self._propagation is not None and self._propagation.running:
             raise InteractionError("a propagation is already running: wait for it or cancel it")
         target = self._target()
-        on_show = self._prompts.view if self._prompts is not None else \
-            self._suggestions.view if self._suggestions is not None else None
-        axis = axis or (on_show.axis if on_show is not None else None) or self._last_axis(target)
+        axis = axis or (self._prompts.view.axis if self._prompts is not None else None) or self._last_axis(target)
         if axis is None:
             raise InteractionError("propagation starts from a segmented slice: click or drag a box on the structure "
                                    "on one slice first")
@@ -537,6 +542,7 @@ class InteractionCore:
 
     def _set_prompts(self, prompts: Prompts, keep_previous: bool = True) -> None:
         self._prompts = prompts
+        self._suggestions = None  # a suggestion the user refines is their prompt now
         self._request_segment(keep_previous)
 
     def _request_segment(self, keep_previous: bool) -> None:
