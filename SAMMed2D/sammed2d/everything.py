@@ -151,10 +151,16 @@ def suppress_duplicates(masks: list[Suggestion], iou_threshold: float) -> list[S
     return [masks[i] for i in nms(boxes, scores, iou_threshold).tolist()]
 
 
+def passes(score: float | torch.Tensor, stability: float | torch.Tensor,
+           settings: EverythingSettings) -> bool | torch.Tensor:
+    """SAM's two thresholds: predicted IoU above one, stability at least the other (NaN stability fails). Works on
+    numbers and elementwise on tensors."""
+    return (score > settings.pred_iou_thresh) & (stability >= settings.stability_score_thresh)
+
+
 def select(masks: list[Suggestion], settings: EverythingSettings) -> list[Suggestion]:
-    """The masks that pass the settings' predicted-IoU and stability thresholds, then box NMS."""
-    passed = [item for item in masks
-              if item.score > settings.pred_iou_thresh and item.stability >= settings.stability_score_thresh]
+    """The masks that pass the settings' thresholds (``passes``), then box NMS."""
+    passed = [item for item in masks if passes(item.score, item.stability, settings)]
     return suppress_duplicates(passed, settings.box_nms_thresh)
 
 
@@ -178,14 +184,11 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
         decoded += len(batch) * outputs
         logits, scores = logits.flatten(0, 1), scores.flatten()
         origins = np.repeat(batch, outputs, axis=0)
-        rated = torch.nonzero(scores > settings.pred_iou_thresh).flatten()
-        stability = stability_score(logits[rated], predictor.model.network.mask_threshold,
-                                    settings.stability_score_offset)
-        stable = rated[stability >= settings.stability_score_thresh]  # NaN (nothing above either cut) fails
-        masks = (logits[stable] > predictor.model.network.mask_threshold).cpu().numpy()
-        kept_scores = scores[stable].cpu().tolist()
-        kept_stability = stability[stability >= settings.stability_score_thresh].cpu().tolist()
-        for mask, score, steady, number in zip(masks, kept_scores, kept_stability, stable.tolist()):
+        threshold = predictor.model.network.mask_threshold
+        stability = stability_score(logits, threshold, settings.stability_score_offset)
+        kept = torch.nonzero(passes(scores, stability, settings)).flatten()
+        masks = (logits[kept] > threshold).cpu().numpy()
+        for mask, score, steady, number in zip(masks, scores[kept].tolist(), stability[kept].tolist(), kept.tolist()):
             if mask.any():
                 x, y = origins[number]
                 found.append(Suggestion.from_mask(mask, score, steady, (float(x), float(y))))

@@ -72,11 +72,14 @@ class Volume:
 
     def slice(self, axis: Axis, index: int) -> np.ndarray:
         """The 2D slice normal to ``axis`` at ``index`` (orientation as in the module docstring)."""
-        dimension = _axis_dimension(axis)
-        size = self.array.shape[dimension]
+        self.check_slice(axis, index)
+        return np.take(self.array, index, axis=_axis_dimension(axis))
+
+    def check_slice(self, axis: Axis, index: int) -> None:
+        """Refuse a slice index outside the volume, naming the valid range."""
+        size = self.slice_count(axis)
         if not 0 <= index < size:
             raise InputError(f"slice {index} along {axis} is outside the volume (0..{size - 1})")
-        return np.take(self.array, index, axis=dimension)
 
     def slice_count(self, axis: Axis) -> int:
         return self.array.shape[_axis_dimension(axis)]

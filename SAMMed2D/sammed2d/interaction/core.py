@@ -311,10 +311,11 @@ class InteractionCore:
 
     def suggest_slice(self, axis: Axis, index: int, settings: Mapping[str, Any] | None = None) -> None:
         """``suggest`` on slice ``index`` normal to ``axis`` (scripts and the console)."""
-        view = view_of_index(self._source_volume(), axis, index)
-        self._fresh_prompts(view)
+        volume = self._source_volume()
+        view = view_of_index(volume, axis, index)
         client = self._require_client()
-        snapshot = self.uploads.snapshot(self._source_volume(), self.preset)
+        self._fresh_prompts(view)
+        snapshot = self.uploads.snapshot(volume, self.preset)
         asked = {**SUGGEST_SETTINGS, **(settings or {})}
 
         def work(is_current: Callable[[], bool]) -> SuggestResult:

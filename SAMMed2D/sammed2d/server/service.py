@@ -226,7 +226,7 @@ class SegmentationService:
         """Everything mode on one slice, and whether its embedding was ready. Its model calls yield to clicks
         (a grid takes m² decoder calls), one batch of grid points at a time."""
         session = self.session(given_id, request.preset)
-        session.volume.slice(request.axis, request.index)
+        session.volume.check_slice(request.axis, request.index)
         settings = EverythingSettings(**request.settings.model_dump(exclude_none=True))
         cached = session.is_cached(request.axis, request.index)
         with self.lock.background():
