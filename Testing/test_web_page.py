@@ -251,6 +251,13 @@ def test_suggestions_are_browsed_and_the_chosen_one_applied(web, page, label):
     page.wait_for_function("document.querySelector('#next-suggestion').disabled")
 
 
+def test_a_refused_action_says_why_in_the_panel(web, page):
+    page.keyboard.press("m")
+    page.wait_for_function("document.querySelector('#error').innerText.includes('no suggestions on show')")
+    page.click("#propagate")
+    page.wait_for_function("document.querySelector('#error').innerText.includes('segmented slice')")
+
+
 def test_a_sagittal_click_lands_on_the_right_voxel(web, page, label):
     k, j, i = (int(round(v)) for v in np.mean(np.nonzero(label), axis=1))
     assert label[k, j, i]

@@ -155,8 +155,8 @@ class PageEditor:
 
     def suggest(self) -> None:
         """Suggestions on the slice of the view last clicked (the axial view before any click)."""
-        self.effect.suggest(self.effect.last_slice_node or self.app.view_manager.get_view("Red").get_view_node())
-        self._show_status(self.core.status)
+        slice_node = self.effect.last_slice_node or self.app.view_manager.get_view("Red").get_view_node()
+        self._run(lambda: self.core.suggest(slice_node))
 
     def next_suggestion(self) -> None:
         self._run(self.core.next_suggestion)
@@ -239,11 +239,15 @@ class PageEditor:
                                                                                segment_color))
 
     def _run(self, action: Callable[[], object]) -> None:
+        """``action``; a refusal is shown after the status, which would otherwise clear it."""
+        refusal = None
         try:
             action()
         except InteractionError as error:
-            self.report(str(error))
+            refusal = str(error)
         self._show_status(self.core.status)
+        if refusal is not None:
+            self.report(refusal)
 
     def _edit(self, edit: Callable[[object], None]) -> None:
         try:

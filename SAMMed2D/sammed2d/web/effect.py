@@ -55,9 +55,6 @@ class PromptEffect(SegmentationEffect):
         self.last_slice_node = slice_node
         self._run(lambda core: core.set_box(slice_node, corner, opposite))
 
-    def suggest(self, slice_node) -> None:
-        self._run(lambda core: core.suggest(slice_node))
-
     def redraw(self) -> None:
         """Draw the current prompts on every slice view (after a prompt, an answer, a slice change)."""
         for pipeline in self.live_pipelines():
