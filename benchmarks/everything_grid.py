@@ -109,14 +109,14 @@ def main() -> None:
                 kept = everything.select(found, settings)
                 counts[name].append(len(kept))
                 scores[name] += [best_dice(kept, truth) for truth in item.truths.values()]
-            print(f"  {answer:7s} {grid}²  {item.name:22s} {seconds[-1]:6.1f} s  kept (SAM) {counts['SAM defaults'][-1]:3d}  "
-                  f"(NMS only) {counts['NMS only'][-1]:3d}  best Dice NMS only "
+            print(f"  {answer:7s} {grid}²  {item.name:22s} {seconds[-1]:6.1f} s  "
+                  f"kept (SAM) {counts['SAM defaults'][-1]:3d}  (NMS only) {counts['NMS only'][-1]:3d}  best Dice NMS only "
                   f"{np.mean(scores['NMS only'][-len(item.truths):]):.3f}", flush=True)
-        rows.append((answer, grid, len(chosen), sum(len(s.truths) for s in chosen), scores, counts, float(np.mean(seconds)),
-                     top_score, top_stability))
+        rows.append((answer, grid, len(chosen), sum(len(s.truths) for s in chosen), scores, counts,
+                     float(np.mean(seconds)), top_score, top_stability))
     print()
-    print("| grid point asked as | grid | slices | masks | Dice (SAM defaults) | kept/slice | Dice (NMS only) | kept/slice | s/slice |"
-          " max pred. IoU | max stability |")
+    print("| grid point asked as | grid | slices | masks | Dice (SAM defaults) | kept/slice | Dice (NMS only) |"
+          " kept/slice | s/slice | max pred. IoU | max stability |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for answer, grid, count, masks, scores, counts, secs, top_score, top_stability in rows:
         print(f"| {answer} | {grid}² | {count} | {masks} | {np.mean(scores['SAM defaults']):.3f} | "

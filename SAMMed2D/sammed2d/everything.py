@@ -14,7 +14,8 @@ search's two decoder calls of several boxes per point, and finds what the raw de
 of such a model miss (see the README's Everything-mode table).
 
 The decoder runs once per grid point, so time grows with m²: it is done in batches, and the model lock
-(when given) is taken per batch so that a user's clicks are not held up for the whole grid.
+(when given) is taken per batch (per point for click answers) so that a user's clicks are not held up for the
+whole grid.
 """
 
 from __future__ import annotations
