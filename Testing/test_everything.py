@@ -97,6 +97,17 @@ def test_settings_are_checked():
         EverythingSettings(box_nms_thresh=1.5)
 
 
+def test_every_setting_can_be_set_through_the_api():
+    """The suggest route's options are the engine's settings, field for field, each optional."""
+    from dataclasses import fields
+
+    from sammed2d.server.schemas import EverythingOptions
+
+    assert set(EverythingOptions.model_fields) == {field.name for field in fields(EverythingSettings)}
+    given = EverythingOptions(points_per_side=4, grid_answer="click").model_dump(exclude_none=True)
+    assert EverythingSettings(**given) == EverythingSettings(points_per_side=4, grid_answer="click")
+
+
 def test_each_truth_is_scored_by_its_best_suggestion():
     truth = np.zeros((40, 40), bool)
     truth[0:10, 0:12] = True
