@@ -80,6 +80,21 @@ def test_refine_propagate_and_undo(scripted, label):
     assert after_undo[TUMOUR_SLICE].sum() > 0
 
 
+def test_a_suggestion_is_applied_by_its_number(scripted):
+    """A 2×2 grid: four clicks' answers; the one chosen by number is what the segment gets, as one undo step."""
+    masks = scripted.suggest(TUMOUR_SLICE, pointsPerSide=2)
+    assert 1 <= len(masks) <= 4 and all(mask.shape == (512, 512) and mask.any() for mask in masks)
+    chosen = len(masks) - 1
+    assert scripted.applySuggestion(chosen) == [TUMOUR_SLICE]
+    written = segment_array(scripted.segmentation, scripted.segment_id, scripted.volumeNode)
+    np.testing.assert_array_equal(written[TUMOUR_SLICE], masks[chosen])
+    assert written.sum() == masks[chosen].sum()
+    with pytest.raises(InteractionError, match="no suggestions"):
+        scripted.applySuggestion(0)
+    scripted.undo()
+    assert not segment_array(scripted.segmentation, scripted.segment_id, scripted.volumeNode).any()
+
+
 def test_prompts_on_two_slices_are_refused(scripted):
     with pytest.raises(InteractionError, match="different slices"):
         scripted.segment(points=[[100, 100, 10], [100, 100, 12]], coordinates="IJK")

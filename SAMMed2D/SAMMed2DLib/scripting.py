@@ -85,6 +85,17 @@ class ScriptedSegmentation:
     def apply(self) -> list[int]:
         return self.core.apply()
 
+    def suggest(self, index: int, axis: Axis = "K", pointsPerSide: int = 8) -> tuple[np.ndarray, ...]:
+        """The masks the model finds with no prompt on slice ``index`` (the effect's Suggest), best rated first;
+        ``applySuggestion(n)`` writes the n-th."""
+        self.core.suggest_slice(axis, index, {"points_per_side": pointsPerSide})
+        self._wait()
+        return self.core.suggested_masks
+
+    def applySuggestion(self, number: int) -> list[int]:
+        self.core.show_suggestion(number)
+        return self.core.apply()
+
     def propagate(self, direction: str = "both", sliceRange: tuple[int, int] | None = None, axis: Axis | None = None,
                   apply: bool = True) -> list[int]:
         """Carry the segment through the volume from the slices segmented so far; returns the slices found."""

@@ -330,16 +330,28 @@ class InteractionCore:
 
     def next_suggestion(self, step: int = 1) -> None:
         """Show the next suggestion (``step=-1``: the previous one), round the list."""
-        found = self._suggestions
-        if found is None or not found.masks:
-            raise InteractionError("no suggestions on show: ask for suggestions on a slice first")
-        found.shown = (found.shown + step) % len(found.masks)
+        found = self._require_suggestions()
+        self.show_suggestion(found.shown + step)
+
+    def show_suggestion(self, number: int) -> None:
+        """Show suggestion ``number`` (0 = best rated; counted round the list)."""
+        found = self._require_suggestions()
+        found.shown = number % len(found.masks)
         self._show_suggestion(found)
 
     @property
+    def suggested_masks(self) -> tuple[np.ndarray, ...]:
+        """The masks of the last suggestion request, best rated first (none when they are no longer on show)."""
+        return self._suggestions.masks if self._suggestions is not None else ()
+
+    @property
     def suggestion_count(self) -> int:
-        """How many masks the last suggestion request found (0 when none are on show)."""
-        return len(self._suggestions.masks) if self._suggestions is not None else 0
+        return len(self.suggested_masks)
+
+    def _require_suggestions(self) -> _Suggestions:
+        if self._suggestions is None:
+            raise InteractionError("no suggestions on show: ask for suggestions on a slice first")
+        return self._suggestions
 
     def _on_suggested(self, view: SliceView, found: SuggestResult) -> None:
         masks = tuple(item.mask for item in found.masks)
