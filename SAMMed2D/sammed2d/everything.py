@@ -24,6 +24,7 @@ import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Literal
 
 import numpy as np
@@ -171,7 +172,8 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
     masks decoded. ``lock`` is taken around each batch's decoder calls."""
     height, width = embedding.original_size
     points = point_grid(settings.points_per_side, height, width)
-    answer = _decoder_answers if settings.grid_answer == "decoder" else _click_answers
+    answer = predictor.decode_points if settings.grid_answer == "decoder" else partial(_click_answers, predictor)
+    threshold = predictor.model.network.mask_threshold
     # a click's answer is itself a search of several decoder calls: one point per batch, so that a user's click
     # waits for one grid point at most
     per_batch = settings.points_per_batch if settings.grid_answer == "decoder" else 1
@@ -180,26 +182,22 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
     for start in range(0, len(points), per_batch):
         batch = points[start : start + per_batch]
         with lock if lock is not None else nullcontext():
-            logits, scores = answer(predictor, embedding, batch)
+            logits, scores = answer(embedding, batch)
         outputs = logits.shape[1]
         decoded += len(batch) * outputs
         logits, scores = logits.flatten(0, 1), scores.flatten()
         origins = np.repeat(batch, outputs, axis=0)
-        threshold = predictor.model.network.mask_threshold
-        stability = stability_score(logits, threshold, settings.stability_score_offset)
-        kept = torch.nonzero(passes(scores, stability, settings)).flatten()
+        rated = torch.nonzero(scores > settings.pred_iou_thresh).flatten()  # stability only where it can matter
+        stability = stability_score(logits[rated], threshold, settings.stability_score_offset)
+        passing = passes(scores[rated], stability, settings)
+        kept = rated[passing]
         masks = (logits[kept] > threshold).cpu().numpy()
-        for mask, score, steady, number in zip(masks, scores[kept].tolist(), stability[kept].tolist(), kept.tolist()):
+        for mask, score, steady, number in zip(masks, scores[kept].tolist(), stability[passing].tolist(),
+                                               kept.tolist()):
             if mask.any():
                 x, y = origins[number]
                 found.append(Suggestion.from_mask(mask, score, steady, (float(x), float(y))))
     return found, len(points), decoded
-
-
-def _decoder_answers(predictor: Predictor, embedding: ImageEmbedding,
-                     points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's way: every point a bare one-point prompt, all three outputs kept (N, 3, H, W) logits, (N, 3) IoU."""
-    return predictor.decode_points(embedding, points)
 
 
 def _click_answers(predictor: Predictor, embedding: ImageEmbedding,
@@ -207,7 +205,7 @@ def _click_answers(predictor: Predictor, embedding: ImageEmbedding,
     """Every point answered as a user's click there is: (N, 1, H, W) logits, (N, 1) predicted IoU."""
     logits, scores = [], []
     for point in points:
-        answer = predictor.predict_checked(embedding, predictor.check(embedding, point[None], [1]))
+        answer = predictor.predict(embedding, point[None], [1])
         logits.append(predictor.logits_on_slice(embedding, torch.from_numpy(answer.low_res_logits[:, None]))[:, 0])
         scores.append(torch.from_numpy(answer.scores))
     return torch.stack(logits), torch.stack(scores)
