@@ -6,10 +6,11 @@ directions until the structure ends. The box also covers what the slice before t
 place, so a structure that narrows on one slice and widens again is not cut to the narrow slice's box.
 Each connected part of the neighbour's mask is prompted on its own, and parts that no neighbour leads
 to (a lesion splitting away from its largest slice) are looked for near the key mask and kept only if
-they look like it. Between two key slices each half is predicted from the nearer key, and the structure
-is known to reach both, so only an empty mask ends those chains; beyond the outermost keys, the checks in
-``STOP_CHECKS`` decide where it ends. Key slices are never overwritten. After a key changes, only the
-slices whose chain of predictions passes through it are recomputed.
+they look like it. The checks in ``STOP_CHECKS`` decide where a chain ends. Between two key slices the
+chain from the larger key mask goes first, since a box drawn around a larger cross-section still holds a
+smaller one while a growing structure outruns its box, and it may grow beyond its key's area; where it
+stops, the other key's chain fills the rest. Key slices are never overwritten. After a key changes, only
+the slices whose chain of predictions passes through it are recomputed.
 """
 
 from __future__ import annotations
@@ -152,8 +153,10 @@ class _Chain:
     source: int
     direction: int
     indices: list[int]
-    #: runs towards another key slice: the structure is known to reach it, so only an empty mask ends the chain
-    bounded: bool
+    #: runs towards another key slice, so the structure may grow beyond its own key's area on the way
+    bounded: bool = False
+    #: the key slice whose chain was walked first over the same slices: this one ends where that one reached
+    meets: int | None = None
 
 
 class Propagation:
@@ -234,12 +237,14 @@ class Propagation:
 
     def _plan(self) -> list[_Chain]:
         keys = sorted(self.keys)
-        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)), False)]
+        chains = [_Chain(keys[0], -1, list(range(keys[0] - 1, self.first - 1, -1)))]
         for lower, upper in zip(keys, keys[1:]):
-            middle = (lower + upper) // 2
-            chains.append(_Chain(lower, +1, list(range(lower + 1, middle + 1)), True))
-            chains.append(_Chain(upper, -1, list(range(upper - 1, middle, -1)), True))
-        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1)), False))
+            upward = list(range(lower + 1, upper))
+            if self.keys[lower].mask.sum() >= self.keys[upper].mask.sum():
+                chains += [_Chain(lower, +1, upward, True), _Chain(upper, -1, upward[::-1], True, meets=lower)]
+            else:
+                chains += [_Chain(upper, -1, upward[::-1], True), _Chain(lower, +1, upward, True, meets=upper)]
+        chains.append(_Chain(keys[-1], +1, list(range(keys[-1] + 1, self.last + 1))))
         return [chain for chain in chains if chain.indices]
 
     def _walk(
@@ -253,6 +258,8 @@ class Propagation:
         batch_size = self.session.predictor.model.encoder.batch_size
         for position, index in enumerate(chain.indices):
             cached = self.results.get(index)
+            if cached is not None and cached.source == chain.meets and self._current(cached):
+                break  # the other key's chain has come this far
             if reusing and cached is not None and cached.source == chain.source and cached.version == key.version:
                 report.reused.append(index)
                 trail.append(cached)
@@ -285,8 +292,15 @@ class Propagation:
         return True
 
     def _drop_from(self, chain: _Chain, index: int) -> None:
+        """Forget this chain's results from ``index`` on (the other key's chain may still fill them)."""
         for later in chain.indices[chain.indices.index(index):]:
-            self.results.pop(later, None)
+            if later in self.results and self.results[later].source == chain.source:
+                del self.results[later]
+
+    def _current(self, result: SliceResult) -> bool:
+        """Whether a result comes from a key slice as it is now."""
+        key = self.keys.get(result.source)
+        return key is not None and key.version == result.version
 
     def _predict(
         self, index: int, chain: _Chain, recent: list[SliceResult], key: SliceResult
@@ -301,7 +315,7 @@ class Propagation:
         reasons: list[StopReason] = []  # the largest part's first
         for region in _parts(previous.mask, settings.min_area, settings.min_part):
             region = _widen_by_earlier(region, earlier)
-            part, reason = self._follow(index, image, region, logits, key, chain.bounded)
+            part, reason = self._follow(index, image, region, logits, key)
             if part is None:
                 reasons.append(reason)
             else:
@@ -320,18 +334,16 @@ class Propagation:
         return SliceResult(mask, score, logits, key.source, key.version, key.intensity_range), None
 
     def _follow(
-        self, index: int, image: np.ndarray, region: np.ndarray, logits: np.ndarray | None, key: SliceResult,
-        bounded: bool = False,
+        self, index: int, image: np.ndarray, region: np.ndarray, logits: np.ndarray | None, key: SliceResult
     ) -> tuple[_Part | None, StopReason | None]:
-        """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it
-        (on a ``bounded`` chain, only that it is not empty)."""
+        """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it."""
         box = _box_with_margin(region, self.margin)
         point = _innermost_point(region) if self.settings.use_point else None
         part = self._segment(index, box, logits, point)
         area = int(part.mask.sum())
         if area < self.settings.min_area:
             return None, StopReason("empty", area, self.settings.min_area)
-        reason = None if bounded else _stop_reason(image, part, region, box, key, self.settings)
+        reason = _stop_reason(image, part, region, box, key, self.settings)
         return (None, reason) if reason else (part, None)
 
     def _discover(
