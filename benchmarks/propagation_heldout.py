@@ -55,6 +55,8 @@ SEARCH: dict[str, tuple] = {
     "box_margin": (1.0, 3.0, 6.0),
     "min_appearance": (0.0, 0.3, 0.5),
     "discover_radius": (0.0, 1.0),
+    "use_mask_prompt": (None, True),  # None: as the model was trained (LiteMedSAM: boxes only, so False)
+    "min_agreement": (0.0, 0.1, 0.2, 0.3),
 }
 
 

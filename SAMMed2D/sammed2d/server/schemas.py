@@ -99,7 +99,7 @@ class PropagationOptions(Strict):
     two in step)."""
 
     box_margin: float | None = Field(None, ge=0, le=64, description="pixels of the model's input")
-    use_mask_prompt: bool | None = None
+    use_mask_prompt: bool | None = Field(None, description="omitted: as the model was trained")
     use_point: bool | None = None
     box_memory: int | None = Field(None, ge=1, le=8)
     refine_passes: int | None = Field(None, ge=0, le=5)
@@ -110,6 +110,7 @@ class PropagationOptions(Strict):
     min_shrink: float | None = Field(None, ge=0, le=1)
     min_overlap: float | None = Field(None, ge=0, le=1)
     min_appearance: float | None = Field(None, ge=0, le=1)
+    min_agreement: float | None = Field(None, ge=0, le=1)
     min_part: float | None = Field(None, ge=0, le=1)
     discover_radius: float | None = Field(None, ge=0, le=10, description="0 turns the search for split-off parts off")
     discover_percentiles: Annotated[list[Annotated[float, Field(ge=0, le=100)]],
