@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from .errors import InputError
 from .masks import bounding_box
+from .metrics import iou
 from .session import VolumeSession
 from .volumes import Axis, stack_slices
 
@@ -362,8 +363,10 @@ class Propagation:
         if area < settings.min_area:
             return None, StopReason("empty", area, settings.min_area)
         reason = _stop_reason(image, part, region, box, key, settings)
-        if reason is None and prompted is not None and (agreement := _iou(plain.mask, prompted.mask)) < settings.min_agreement:
-            reason = StopReason("agreement", agreement, settings.min_agreement)
+        if reason is None and prompted is not None:
+            agreement = iou(plain.mask, prompted.mask)
+            if agreement < settings.min_agreement:
+                reason = StopReason("agreement", agreement, settings.min_agreement)
         return (None, reason) if reason else (part, None)
 
     def _discover(
@@ -484,11 +487,6 @@ def _contrast(image: np.ndarray, mask: np.ndarray, width: int = 3) -> float:
     if not mask.any() or not ring.any():
         return 0.0
     return float(np.median(image[mask]) - np.median(image[ring]))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _innermost_point(mask: np.ndarray) -> list[float]:
