@@ -351,20 +351,20 @@ class Propagation:
     ) -> tuple[_Part | None, StopReason | None]:
         """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it.
 
-        ``logits`` (the neighbour's, None after a key drawn by hand) are the mask prompt of one of the two
-        answers asked for: the one kept if ``mask_prompted``, else the one the kept answer must agree with."""
+        ``logits`` (the neighbour's, None after a key drawn by hand) are the mask prompt of the answer kept if
+        ``mask_prompted``; otherwise of a second answer, asked only to check that the kept one agrees with it."""
         settings = self.settings
         box = _box_with_margin(region, self.margin)
         point = _innermost_point(region) if settings.use_point else None
-        plain = self._segment(index, box, None, point)
-        prompted = None if logits is None else self._segment(index, box, logits, point)
-        part = prompted if self.mask_prompted and prompted is not None else plain
+        kept_prompted = self.mask_prompted and logits is not None
+        part = self._segment(index, box, logits if kept_prompted else None, point)
         area = int(part.mask.sum())
         if area < settings.min_area:
             return None, StopReason("empty", area, settings.min_area)
         reason = _stop_reason(image, part, region, box, key, settings)
-        if reason is None and prompted is not None:
-            agreement = iou(plain.mask, prompted.mask)
+        if reason is None and logits is not None and settings.min_agreement > 0:  # the other asking, as a check
+            other = self._segment(index, box, None if kept_prompted else logits, point)
+            agreement = iou(part.mask, other.mask)
             if agreement < settings.min_agreement:
                 reason = StopReason("agreement", agreement, settings.min_agreement)
         return (None, reason) if reason else (part, None)
