@@ -31,6 +31,7 @@ def test_slices_along_each_axis_have_the_documented_orientation():
     np.testing.assert_array_equal(volume.slice("K", 1), array[1])
     np.testing.assert_array_equal(volume.slice("J", 2), array[:, 2, :])
     np.testing.assert_array_equal(volume.slice("I", 3), array[:, :, 3])
+    assert [volume.slice_shape(axis) for axis in ("K", "J", "I")] == [(3, 4), (2, 4), (2, 3)]
     assert volume.pixel_spacing("K") == (1.0, 0.5) and volume.pixel_spacing("I") == (3.0, 1.0)
     with pytest.raises(ValueError, match="outside the volume"):
         volume.slice("J", 3)

@@ -18,7 +18,7 @@ ASPECT_TOLERANCE = 0.01
 
 def model_rows(volume: Volume, axis: Axis) -> int:
     """Rows of the model image of a slice normal to ``axis`` (the columns stay as they are)."""
-    rows = volume.slice(axis, 0).shape[0]
+    rows = volume.slice_shape(axis)[0]
     row_spacing, column_spacing = volume.pixel_spacing(axis)
     aspect = row_spacing / column_spacing
     return rows if abs(aspect - 1) <= ASPECT_TOLERANCE else max(2, round(rows * aspect))

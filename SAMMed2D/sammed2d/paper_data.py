@@ -145,7 +145,7 @@ def paper_slice_entries(case: int, labels: Volume, axis: Axis, min_mask_pixels: 
 
     Both rules measure the model image (square pixels, ``model_images``), as the model sees the slice.
     """
-    height, width = labels.slice(axis, 0).shape
+    height, width = labels.slice_shape(axis)
     square_rows = model_rows(labels, axis)
     if min(square_rows, width) * 2 < max(square_rows, width):
         logger.info("%s: slices along %s are %d×%d (square pixels), too elongated for training; skipped",

@@ -273,7 +273,7 @@ class Propagation:
             cached = self.results.get(index)
             if cached is not None and cached.source == chain.meets and self._current(cached):
                 break  # the other key's chain has come this far
-            if reusing and cached is not None and cached.source == chain.source and cached.version == key.version:
+            if reusing and cached is not None and cached.source == chain.source and self._current(cached):
                 report.reused.append(index)
                 trail.append(cached)
                 if progress is not None:  # a reused slice is part of the answer too (a stream sends every slice)
@@ -444,7 +444,7 @@ def _margin_on_slice(session: VolumeSession, axis: Axis, model_pixels: float) ->
     """``model_pixels`` of the model's input as (columns, rows) of the slice: the slice is scaled so its longer side
     fills the input, after its rows are resampled to square pixels."""
     resampling = session.resampling(axis)
-    columns = session.volume.slice(axis, 0).shape[1]
+    columns = session.volume.slice_shape(axis)[1]
     per_model_pixel = session.predictor.model.spec.input_pixel(resampling.model_rows, columns)
     return model_pixels * per_model_pixel, model_pixels * per_model_pixel / resampling.factor
 

@@ -75,6 +75,12 @@ class Volume:
         self.check_slice(axis, index)
         return np.take(self.array, index, axis=_axis_dimension(axis))
 
+    def slice_shape(self, axis: Axis) -> tuple[int, int]:
+        """(rows, columns) of every slice normal to ``axis``, without taking one."""
+        shape = list(self.array.shape)
+        del shape[_axis_dimension(axis)]
+        return shape[0], shape[1]
+
     def check_slice(self, axis: Axis, index: int) -> None:
         """Refuse a slice index outside the volume, naming the valid range."""
         size = self.slice_count(axis)
