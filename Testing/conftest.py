@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,22 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (tests read ../shared; set SAMMED2D_SHARED to point elsewhere)")
     return path
+
+
+def log_lines_with(server, text: str) -> list[str]:
+    """The lines of a ``LocalServer``'s log that hold ``text``."""
+    return [line for line in list(server.log) if text in line]
+
+
+def wait_for_log_line(server, text: str, known: int = 0, seconds: float = 120.0) -> str:
+    """The next line of a ``LocalServer``'s log that holds ``text`` after the ``known`` ones, waiting for it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = log_lines_with(server, text)
+        if len(found) > known:
+            return found[known]
+        time.sleep(0.1)
+    raise AssertionError(f"the server never logged {text!r}; its log ends:\n" + "\n".join(list(server.log)[-10:]))
 
 
 def read_demo_slice(name: str, bgr: bool = False) -> np.ndarray:

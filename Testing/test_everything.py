@@ -8,6 +8,7 @@ off, the best suggestion still matches some organs (colon 0.56, right femur 0.44
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -15,12 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DEMO, require
+from conftest import DEMO, log_lines_with, require, wait_for_log_line
 from sammed2d import everything
-from sammed2d.client import BadRequest, LocalServer
+from sammed2d.client import BadRequest, Cancelled, LocalServer
 from sammed2d.evaluation.cases import image_set_case
 from sammed2d.evaluation.modes import EVERYTHING_MODE, best_match, evaluate_modes
 from sammed2d.evaluation.runner import BenchmarkModel, BenchmarkSettings, run_benchmark
+from sammed2d.errors import Cancelled as EngineCancelled
 from sammed2d.errors import InputError
 from sammed2d.everything import EverythingSettings, Suggestion, Suggestions
 from sammed2d.intensity import fit_mapping
@@ -158,6 +160,19 @@ def test_with_the_thresholds_off_the_grid_still_finds_organs(demo_candidates):
     assert max(dice(item.mask, organ("femur_right")) for item in kept) >= 0.38
 
 
+def test_progress_comes_per_batch_and_cancel_stops_before_the_next(demo_session):
+    predictor, embedding = demo_session.predictor, demo_session.embedding("K", 0)
+    batches = replace(NMS_ONLY, points_per_side=4, points_per_batch=4)
+    seen: list[tuple[int, int]] = []
+    everything.generate(predictor, embedding, batches, progress=lambda done, planned: seen.append((done, planned)))
+    assert seen == [(4, 16), (8, 16), (12, 16), (16, 16)]
+    seen.clear()
+    with pytest.raises(EngineCancelled, match="after 8 of 16 grid points"):
+        everything.generate(predictor, embedding, batches, progress=lambda done, planned: seen.append((done, planned)),
+                            cancel=lambda: len(seen) == 2)
+    assert seen == [(4, 16), (8, 16)]
+
+
 def test_session_suggests_on_the_slices_own_pixels(litemedsam, one_thread):
     """A sagittal slice of 5 mm CT is resampled for the model; the suggestions come back on its 61 rows."""
     image = read_volume(require(DEMO.parent / "pyradiomics" / "lung2_image.nrrd"))
@@ -197,14 +212,28 @@ def test_server_suggests_what_the_session_does(demo_session, demo_candidates):
     with LocalServer(["--threads", "1", "--no-compile", "--prefetch", "0"]) as server:
         assert "suggest" in server.client.info["capabilities"]
         remote = server.client.upload(volume.array, preset="identity")
-        answer = server.client.suggest(remote, "K", 0, {"points_per_side": 8, "pred_iou_thresh": 0.0,
-                                                        "stability_score_thresh": 0.0})
+        asked = {"points_per_side": 8, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+        answer = server.client.suggest(remote, "K", 0, asked)
+        seen: list[tuple[int, int]] = []
+        streamed = server.client.suggest(remote, "K", 0, {**asked, "points_per_batch": 16},
+                                         progress=lambda done, planned: seen.append((done, planned)))
+        with pytest.raises(BadRequest) as outside_stream:  # checked before the stream starts: a plain refusal
+            server.client.suggest(remote, "K", 1, progress=seen.append)
+        with pytest.raises(Cancelled):  # 4,096 points: minutes of work the server must not finish for nobody
+            server.client.suggest(remote, "K", 0, {"points_per_side": 64}, cancel=lambda: True)
+        stopped = wait_for_log_line(server, "suggestions stopped")
         with pytest.raises(BadRequest) as refused:
             server.client.suggest(remote, "K", 0, {"points_per_side": 0})
         assert refused.value.status == 422
         with pytest.raises(BadRequest) as outside:
             server.client.suggest(remote, "K", 1)
         assert outside.value.status == 400
+    assert seen == [(16, 64), (32, 64), (48, 64), (64, 64)] and outside_stream.value.status == 400
+    done = int(re.search(r"after (\d+) of 4096 grid points", stopped).group(1))
+    assert 64 <= done < 4096 and not log_lines_with(server, "everything mode: 4096 points")
+    assert [(item.score, item.point) for item in streamed.masks] == [(item.score, item.point) for item in answer.masks]
+    for got, sent in zip(streamed.masks, answer.masks):
+        np.testing.assert_array_equal(got.mask, sent.mask)
     expected = everything.select(demo_candidates[0], NMS_ONLY)
     assert (answer.prompts, answer.decoded, len(answer.masks)) == (64, 192, len(expected))
     for got, want in zip(answer.masks, expected):

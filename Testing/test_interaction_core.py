@@ -7,11 +7,14 @@ them; results are read back with Slicer's own segment export and compared with t
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import DATA, require
+from conftest import DATA, log_lines_with, require, wait_for_log_line
 from slicer_scene import dice, new_scene, segment_array, set_segment_array
 
 from sammed2d.client import LocalServer
@@ -383,9 +386,13 @@ def test_suggestions_are_shown_one_at_a_time_and_the_chosen_one_applied(desk, la
     """Everything mode with no prompt: LiteMedSAM's answers to an 8×8 grid of clicks, best rated first; one of them
     is the tumour (measured: 62 suggestions, the best Dice 0.773); Apply writes the one on show, undo takes it back."""
     before = desk.segment()
+    seen: list = []
+    desk.core.on_change = seen.append
     desk.core.suggest(desk.view)
     status = desk.wait()
     assert status.error is None, status.error
+    counted = [shown.progress for shown in seen if shown.work == "suggestion"]
+    assert counted == [(0, 0)] + [(done, 64) for done in range(1, 65)], "one step per grid click, in order"
     count = desk.core.suggestion_count
     assert count >= 30, status.message
     assert status.message.startswith(f"Suggestion 1 of {count} on slice {TUMOUR_SLICE}")
@@ -408,6 +415,24 @@ def test_suggestions_are_shown_one_at_a_time_and_the_chosen_one_applied(desk, la
         desk.core.next_suggestion()
     desk.writer.undo()
     assert np.array_equal(desk.segment(), before)
+
+
+def test_cancel_stops_suggest_on_the_server_and_its_late_progress_is_not_shown(desk, server):
+    seen: list = []
+    desk.core.on_change = seen.append
+    stops_before = len(log_lines_with(server, "suggestions stopped"))
+    desk.core.suggest_slice("K", TUMOUR_SLICE, {"points_per_side": 16})  # 256 clicks: minutes on a CPU
+    deadline = time.monotonic() + 300
+    while not any(shown.progress not in (None, (0, 0)) for shown in seen) and time.monotonic() < deadline:
+        desk.core.poll()
+        time.sleep(0.05)
+    assert seen[-1].work == "suggestion" and seen[-1].progress[1] == 256, seen[-1]
+    desk.core.cancel()
+    status = desk.wait()
+    assert status.message.startswith("Cancelled") and not status.busy and desk.core.suggestion_count == 0
+    assert not desk.core.preview.masks
+    stopped = wait_for_log_line(server, "suggestions stopped", known=stops_before)
+    assert int(re.search(r"after (\d+) of 256 grid points", stopped).group(1)) < 256
 
 
 def test_a_click_refines_the_suggestion_on_show_and_cancel_starts_afresh(desk, label):

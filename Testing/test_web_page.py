@@ -251,6 +251,21 @@ def test_suggestions_are_browsed_and_the_chosen_one_applied(web, page, label):
     page.wait_for_function("document.querySelector('#next-suggestion').disabled")
 
 
+def test_suggest_counts_its_clicks_in_the_bar_and_cancel_stops_it(web, page):
+    """While Suggest works the bar fills with the grid's clicks answered (no propagation controls light up);
+    Cancel stops it and nothing is offered."""
+    page.click("#suggest")
+    web.wait_for(lambda: web.app.state.progress_done >= 1, timeout=300, what="the first grid click answered")
+    assert web.state("progress_planned") == 64 and not web.state("propagating")
+    bar = page.locator("#busy[role=progressbar]")
+    page.wait_for_function("Number(document.querySelector('#busy').getAttribute('aria-valuenow')) > 0")
+    assert bar.get_attribute("aria-valuemax") == "100"
+    assert page.locator("#stop-keep").is_disabled() and not page.locator("#progress").is_visible()
+    page.click("#cancel")
+    web.wait_for(lambda: not web.app.editor.core.runner.busy and not web.app.state.busy, what="Suggest to stop")
+    assert web.state("status").startswith("Cancelled") and web.state("suggestions") == 0
+
+
 def test_a_refused_action_says_why_in_the_panel(web, page):
     page.keyboard.press("m")
     page.wait_for_function("document.querySelector('#error').innerText.includes('no suggestions on show')")

@@ -333,7 +333,7 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
             self.core.poll()
 
     def onStatus(self, status: Status) -> None:
-        """The core's status changed: show it (errors in red) and the propagation's progress."""
+        """The core's status changed: show it (errors in red) and the progress of a propagation or Suggest."""
         if status.error:
             self._showError(f"{status.message} {status.error}")
         else:
@@ -344,7 +344,7 @@ The model runs in a separate process: set it up in the SAM-Med2D module (local o
         self.propagateButton.enabled = not busy
         self.suggestButton.enabled = not busy
         self.nextButton.enabled = self.previousButton.enabled = self.core is not None and self.core.suggestion_count > 1
-        self.stopButton.enabled = status.progress is not None and busy
+        self.stopButton.enabled = status.work == "propagation" and busy
         self.progressBar.visible = status.progress is not None and busy
         if status.progress is not None:
             done, planned = status.progress

@@ -10,5 +10,9 @@ class InputError(ValueError):
     """A request, file, prompt or option the engine cannot use; ``str()`` says what to change."""
 
 
+class Cancelled(Exception):
+    """Long work stopped because its caller asked (a closed stream, a superseded request): it has no result."""
+
+
 class PromptOutside(InputError):
     """A point or box corner off the slice: a front-end may answer it apart (the server's ``prompt_outside``)."""

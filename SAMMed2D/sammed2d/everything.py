@@ -15,7 +15,8 @@ of such a model miss (see the README's Everything-mode table).
 
 The decoder runs once per grid point, so time grows with m²: it is done in batches, and the model lock
 (when given) is taken per batch (per point for click answers) so that a user's clicks are not held up for the
-whole grid.
+whole grid. Progress is reported and cancellation honoured between batches too: on a CPU a grid of click
+answers takes tens of seconds.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .masks import bounding_box
 from .predictor import ImageEmbedding, Predictor
 
@@ -42,6 +43,8 @@ MAX_POINTS_PER_SIDE = 256
 #: "decoder": SAM's automatic mask generator (the decoder's three answers to the bare point); "click": the
 #: predictor's answer to a click there (one mask, the click search's for a box-trained model)
 GridAnswer = Literal["decoder", "click"]
+ProgressCallback = Callable[[int, int], None]  # (grid points answered, grid points in all)
+CancelCheck = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,11 @@ def select(masks: list[Suggestion], settings: EverythingSettings) -> list[Sugges
 
 
 def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings,
-               lock: AbstractContextManager | None = None) -> tuple[list[Suggestion], int, int]:
+               lock: AbstractContextManager | None = None, progress: ProgressCallback | None = None,
+               cancel: CancelCheck | None = None) -> tuple[list[Suggestion], int, int]:
     """Every non-empty mask of the grid that passes the two thresholds (before NMS), the points decoded and the
-    masks decoded. ``lock`` is taken around each batch's decoder calls."""
+    masks decoded. ``lock`` is taken around each batch's decoder calls; ``progress`` is called after each batch
+    and ``cancel`` asked before each (raising ``Cancelled``)."""
     height, width = embedding.original_size
     points = point_grid(settings.points_per_side, height, width)
     answer = predictor.decode_points if settings.grid_answer == "decoder" else partial(_click_answers, predictor)
@@ -180,6 +185,8 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
     found: list[Suggestion] = []
     decoded = 0
     for start in range(0, len(points), per_batch):
+        if cancel is not None and cancel():
+            raise Cancelled(f"everything mode cancelled after {start} of {len(points)} grid points")
         batch = points[start : start + per_batch]
         with lock if lock is not None else nullcontext():
             logits, scores = answer(embedding, batch)
@@ -197,6 +204,8 @@ def candidates(predictor: Predictor, embedding: ImageEmbedding, settings: Everyt
             if mask.any():
                 x, y = origins[number]
                 found.append(Suggestion.from_mask(mask, score, steady, (float(x), float(y))))
+        if progress is not None:
+            progress(start + len(batch), len(points))
     return found, len(points), decoded
 
 
@@ -212,10 +221,12 @@ def _click_answers(predictor: Predictor, embedding: ImageEmbedding,
 
 
 def generate(predictor: Predictor, embedding: ImageEmbedding, settings: EverythingSettings = EverythingSettings(),
-             lock: AbstractContextManager | None = None) -> Suggestions:
-    """Everything mode on one encoded slice (see the module's description)."""
+             lock: AbstractContextManager | None = None, progress: ProgressCallback | None = None,
+             cancel: CancelCheck | None = None) -> Suggestions:
+    """Everything mode on one encoded slice (see the module's description; ``progress`` and ``cancel`` as in
+    ``candidates``)."""
     started = time.perf_counter()
-    found, prompts, decoded = candidates(predictor, embedding, settings, lock)
+    found, prompts, decoded = candidates(predictor, embedding, settings, lock, progress, cancel)
     kept = select(found, settings)
     seconds = time.perf_counter() - started
     logger.info("everything mode: %d points, %d masks decoded, %d pass the thresholds, %d kept after NMS (%.1f s)",

@@ -15,7 +15,7 @@ from typing import Hashable, Iterable
 import numpy as np
 
 from .bounded_lru import BoundedLRU
-from .everything import EverythingSettings, Suggestions, generate
+from .everything import CancelCheck, EverythingSettings, ProgressCallback, Suggestions, generate
 from .ids import volume_id
 from .intensity import IntensityMapping
 from .model_images import model_image, model_rows, rows_under_centres
@@ -90,7 +90,7 @@ class VolumeSession:
         return (self.volume_id, axis, index, mapping, self.predictor.model.identity)
 
     def resampling(self, axis: Axis) -> SliceResampling:
-        return SliceResampling(self.volume.slice(axis, 0).shape[0], model_rows(self.volume, axis))
+        return SliceResampling(self.volume.slice_shape(axis)[0], model_rows(self.volume, axis))
 
     def model_image(self, axis: Axis, index: int) -> np.ndarray:
         """The slice as the model sees it (``model_images``: the path training takes too)."""
@@ -135,7 +135,8 @@ class VolumeSession:
         ``Predictor.predict``. Prompts are checked here, once, on the slice the caller sees (not the
         resampled image the model sees).
         """
-        height, width = self.volume.slice(axis, index).shape
+        self.volume.check_slice(axis, index)
+        height, width = self.volume.slice_shape(axis)
         prompt = SlicePrompt.check(width, height, self.predictor.low_res_size, points, point_labels, box, mask_logits)
         resampling = self.resampling(axis)
         embedding = self.embedding(axis, index)
@@ -144,10 +145,12 @@ class VolumeSession:
                                                         multimask_output, all_masks)
         return Prediction(resampling.mask_to_slice(prediction.masks), prediction.scores, prediction.low_res_logits)
 
-    def suggest(self, axis: Axis, index: int, settings: EverythingSettings = EverythingSettings()) -> Suggestions:
+    def suggest(self, axis: Axis, index: int, settings: EverythingSettings = EverythingSettings(),
+                progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> Suggestions:
         """Everything mode on one slice (``sammed2d.everything``): masks found from a grid of clicks, on the
-        slice's pixels. The model lock is taken per batch of clicks, so other requests interleave."""
-        found = generate(self.predictor, self.embedding(axis, index), settings, self.model_lock)
+        slice's pixels. The model lock is taken per batch of clicks, so other requests interleave; ``progress``
+        and ``cancel`` as in ``everything.candidates``."""
+        found = generate(self.predictor, self.embedding(axis, index), settings, self.model_lock, progress, cancel)
         resampling = self.resampling(axis)
         if resampling.factor == 1:
             return found

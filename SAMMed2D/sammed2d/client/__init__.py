@@ -17,6 +17,7 @@ from .client import (
 from .errors import (
     ApiError,
     BadRequest,
+    Cancelled,
     ProtocolMismatch,
     SAMMed2DClientError,
     ServerError,
@@ -28,7 +29,7 @@ from .errors import (
 from .local import LocalServer
 
 __all__ = [
-    "ApiError", "BadRequest", "Client", "LocalServer", "PropagatedSlice", "PropagationStream", "ProtocolMismatch",
-    "RemoteVolume", "SAMMed2DClientError", "SegmentResult", "ServerError", "ServerNotRunning", "ServerTimeout",
-    "SuggestedMask", "SuggestResult", "Timeouts", "Unauthorized", "VolumeEvicted",
+    "ApiError", "BadRequest", "Cancelled", "Client", "LocalServer", "PropagatedSlice", "PropagationStream",
+    "ProtocolMismatch", "RemoteVolume", "SAMMed2DClientError", "SegmentResult", "ServerError", "ServerNotRunning",
+    "ServerTimeout", "SuggestedMask", "SuggestResult", "Timeouts", "Unauthorized", "VolumeEvicted",
 ]

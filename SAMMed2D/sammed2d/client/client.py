@@ -20,7 +20,9 @@ from .. import __version__
 from ..ids import image_id, volume_id
 from ..wire import IDENTITY_DIRECTION, PROTOCOL_VERSION, encode_array, encode_image, pack_mask, unpack_crop, wire_dtype
 from .errors import (
+    ApiError,
     BadRequest,
+    Cancelled,
     ProtocolMismatch,
     SAMMed2DClientError,
     ServerError,
@@ -165,7 +167,7 @@ class PropagationStream:
                     self.report = event
                     return
                 elif kind == "error":
-                    raise ServerError(500, event.get("error", "internal"), event.get("detail", "propagation failed"))
+                    raise _stream_error(event, "propagation failed")
         except requests.exceptions.RequestException as error:
             raise SAMMed2DClientError(f"the propagation stream from {self._client.url} broke: {error}") from None
         finally:
@@ -325,21 +327,40 @@ class Client:
             response = self._request("POST", "/v1/images/segment", json=body, timeout=self.timeouts.model)
         return _segment_result(response.json())
 
-    def suggest(self, volume: RemoteVolume, axis: str, index: int,
-                settings: Mapping[str, Any] | None = None) -> SuggestResult:
+    def suggest(self, volume: RemoteVolume, axis: str, index: int, settings: Mapping[str, Any] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> SuggestResult:
         """Everything mode on slice ``index`` normal to ``axis``: masks from a grid of clicks, filtered as SAM's
         automatic mask generator does. ``settings`` are fields of ``sammed2d.everything.EverythingSettings``
-        (points_per_side, pred_iou_thresh, stability_score_thresh, ...); omitted ones keep the engine's defaults."""
-        body = {"axis": axis, "index": int(index), "preset": volume.preset, "settings": dict(settings or {})}
+        (points_per_side, pred_iou_thresh, stability_score_thresh, ...); omitted ones keep the engine's defaults.
+
+        With ``progress`` or ``cancel`` the answer streams: ``progress(done, planned)`` is called per batch of grid
+        points and ``cancel()`` polled there; when it says so the stream is closed (the server stops) and
+        ``Cancelled`` is raised."""
+        streaming = progress is not None or cancel is not None
+        body = {"axis": axis, "index": int(index), "preset": volume.preset, "settings": dict(settings or {}),
+                "stream": streaming}
         response = self._with_volume(volume, lambda: self._request(
-            "POST", f"/v1/volumes/{volume.id}/suggest", json=body, timeout=self.timeouts.suggest))
-        answer = response.json()
-        masks = [SuggestedMask(**_packed_fields(item["mask"]), score=float(item["score"]),
-                               stability=float(item["stability"]), area=int(item["area"]),
-                               point=(float(item["point"][0]), float(item["point"][1])))
-                 for item in answer["masks"]]
-        return SuggestResult(masks, int(answer["prompts"]), int(answer["decoded"]), float(answer["seconds"]),
-                           bool(answer["embedding_cached"]))
+            "POST", f"/v1/volumes/{volume.id}/suggest", json=body, timeout=self.timeouts.suggest, stream=streaming))
+        if not streaming:
+            return _suggest_result(response.json())
+        try:
+            for line in response.iter_lines(chunk_size=None):
+                event = json.loads(line) if line else {}
+                kind = event.get("event")
+                if kind == "suggested":
+                    return _suggest_result(event)
+                if kind == "error":
+                    raise _stream_error(event, "everything mode failed")
+                if kind == "progress" and progress is not None:
+                    progress(int(event["done"]), int(event["planned"]))
+                if cancel is not None and cancel():
+                    raise Cancelled(f"suggestions on slice {index} cancelled; the server stopped them")
+        except requests.exceptions.RequestException as error:
+            raise SAMMed2DClientError(f"the suggestion stream from {self.url} broke: {error}") from None
+        finally:
+            response.close()
+        raise SAMMed2DClientError("the suggestion stream ended without its masks (server stopped?)")
 
     # propagation
 
@@ -425,6 +446,21 @@ def _key(index: int, key: SegmentResult | np.ndarray) -> dict[str, Any]:
     if isinstance(key, SegmentResult):
         return {"index": int(index), "handle": key.handle}
     return {"index": int(index), "mask": pack_mask(np.asarray(key, dtype=bool))}
+
+
+def _stream_error(event: Mapping[str, Any], fallback: str) -> ApiError:
+    """A stream's error line as the error a plain response with it would have raised."""
+    code, detail = event.get("error", "internal"), event.get("detail", fallback)
+    return BadRequest(400, code, detail) if code == "bad_request" else ServerError(500, code, detail)
+
+
+def _suggest_result(answer: Mapping[str, Any]) -> SuggestResult:
+    masks = [SuggestedMask(**_packed_fields(item["mask"]), score=float(item["score"]),
+                           stability=float(item["stability"]), area=int(item["area"]),
+                           point=(float(item["point"][0]), float(item["point"][1])))
+             for item in answer["masks"]]
+    return SuggestResult(masks, int(answer["prompts"]), int(answer["decoded"]), float(answer["seconds"]),
+                         bool(answer["embedding_cached"]))
 
 
 def _packed_fields(packed: Mapping[str, Any]) -> dict[str, Any]:

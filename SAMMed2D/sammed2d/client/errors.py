@@ -32,6 +32,10 @@ class Unauthorized(SAMMed2DClientError):
         )
 
 
+class Cancelled(SAMMed2DClientError):
+    """The caller stopped a long request (its ``cancel()`` said so); the server stops working on it too."""
+
+
 class ProtocolMismatch(SAMMed2DClientError):
     """The server speaks another protocol version, or is not a SAM-Med2D server at all."""
 

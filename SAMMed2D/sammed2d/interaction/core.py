@@ -68,7 +68,9 @@ class Status:
     message: str = "Click (+/−) or drag a box on a slice view."
     busy: bool = False
     error: str | None = None
-    progress: tuple[int, int] | None = None  # (slices done, slices planned) of a propagation
+    progress: tuple[int, int] | None = None  # (done, planned) of long work: a propagation's slices, Suggest's clicks
+    #: which long work ``progress`` counts; a propagation can be stopped keeping its slices, Suggest only cancelled
+    work: Literal["propagation", "suggestion"] | None = None
 
 
 @dataclass(frozen=True)
@@ -317,16 +319,27 @@ class InteractionCore:
         self._fresh_prompts(view)
         snapshot = self.uploads.snapshot(volume, self.preset)
         asked = {**SUGGEST_SETTINGS, **(settings or {})}
+        looking = f"Looking for structures on slice {index} ({asked['points_per_side']}² grid of clicks)"
 
         def work(is_current: Callable[[], bool]) -> SuggestResult:
             remote = self.uploads.resolve(client, snapshot)
             if not is_current():
                 raise Superseded()
-            return client.suggest(remote, axis, index, asked)
+
+            def progress(done: int, planned: int) -> None:
+                status = Status(f"{looking}: {done} of {planned}…", busy=True, progress=(done, planned),
+                                work="suggestion")
+
+                def show() -> None:
+                    if is_current():  # a cancelled request's late progress is not shown
+                        self._set_status(status)
+
+                self.runner.post(show)
+
+            return client.suggest(remote, axis, index, asked, progress=progress, cancel=lambda: not is_current())
 
         self.runner.submit("segment", work, lambda found: self._on_suggested(view, found), self._on_error)
-        self._set_status(Status(f"Looking for structures on slice {index} ({asked['points_per_side']}² grid of "
-                                "clicks)…", busy=True))
+        self._set_status(Status(f"{looking}…", busy=True, progress=(0, 0), work="suggestion"))
 
     def next_suggestion(self, step: int = 1) -> None:
         """Show the next suggestion (``step=-1``: the previous one), round the list."""
@@ -446,7 +459,7 @@ class InteractionCore:
         self._propagation = propagation
         self._show_preview(volume, axis, propagation.masks)
         self._set_status(Status(f"Propagating along {axis} through slices {low}..{high}…", busy=True,
-                                progress=(0, 0)))
+                                progress=(0, 0), work="propagation"))
 
     def cancel_propagation(self, keep: bool = True) -> None:
         """Stop a running propagation; ``keep`` leaves the slices found so far in the preview, else drops them."""
@@ -607,7 +620,7 @@ class InteractionCore:
             propagation.masks[result.index] = result.mask
         self._preview_stale = True
         self._set_status(Status(f"Propagating: slice {result.index} ({result.done} of {result.planned})…",
-                                busy=True, progress=(result.done, result.planned)))
+                                busy=True, progress=(result.done, result.planned), work="propagation"))
 
     def _on_propagation_end(self, propagation: _Propagation, report: dict[str, Any]) -> None:
         if propagation is not self._propagation:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any
@@ -17,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..errors import InputError, PromptOutside
+from ..errors import Cancelled, InputError, PromptOutside
 from ..intensity import PRESETS
 from ..everything import Suggestions
 from ..volumes import AXES
@@ -43,7 +45,9 @@ from .schemas import (
 )
 from .jobs import JobStatus
 from .refusals import Busy, Mismatch, Refusal, TooLarge, Unknown
-from .service import SegmentationService, SegmentOutcome, VolumeMetadata
+from .service import SegmentationService, SegmentOutcome, SuggestionRun, VolumeMetadata
+
+logger = logging.getLogger(__name__)
 
 CAPABILITIES = ["volumes", "images", "refine", "propagate", "prefetch", "cancel", "suggest"]
 #: the HTTP status of each kind of refusal by the service
@@ -53,6 +57,9 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"application/octet
     "schema": {"type": "string", "format": "binary"}}}}}
 _STREAM = {200: {"description": "one JSON object per line: started, slice (repeated), then finished or error",
                  "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
+_SUGGEST_STREAM = {200: {"description": "without stream: the masks; with stream, one JSON object per line: "
+                                        "progress (repeated), then suggested (the same fields) or error",
+                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
 
 
 def build_router(service: SegmentationService, max_request_bytes: int, max_upload_bytes: int) -> APIRouter:
@@ -126,11 +133,15 @@ def build_router(service: SegmentationService, max_request_bytes: int, max_uploa
         """Segment one slice from points, a box and/or an earlier result; the mask comes back as a packed crop."""
         return await run_in_threadpool(lambda: _response(service.segment_slice(volume_id, body)))
 
-    @router.post("/volumes/{volume_id}/suggest", response_model=SuggestResponse)
+    @router.post("/volumes/{volume_id}/suggest", response_model=SuggestResponse, responses=_SUGGEST_STREAM)
     async def suggest_slice(body: SuggestSliceRequest, volume_id: str = VolumePath) -> Response:
         """Everything mode: masks found on one slice from an m×m grid of clicks, filtered by the model's predicted
-        IoU, their stability and box NMS (SAM's automatic mask generator; its defaults). Takes m² decoder calls."""
-        return await run_in_threadpool(lambda: _suggestions(*service.suggest_slice(volume_id, body)))
+        IoU, their stability and box NMS (SAM's automatic mask generator; its defaults). Takes m² decoder calls,
+        so ``stream`` reports progress as it goes and stops when the stream is closed."""
+        run = await run_in_threadpool(service.suggestion, volume_id, body)
+        if body.stream:
+            return _suggestion_stream(run)
+        return await run_in_threadpool(lambda: _json(_suggestions(*run(None, None))))
 
     @router.post("/images/segment", response_model=SegmentResponse)
     async def segment_image(body: SegmentImageRequest) -> Response:
@@ -208,12 +219,53 @@ def _response(outcome: SegmentOutcome) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-def _suggestions(found: Suggestions, cached: bool) -> Response:
+def _suggestions(found: Suggestions, cached: bool) -> SuggestResponse:
     masks = [SuggestedMask(mask=pack_mask(item.mask), score=item.score, stability=item.stability, area=item.area,
                            point=list(item.point)) for item in found.masks]
-    body = SuggestResponse(masks=masks, prompts=found.prompts, decoded=found.decoded, seconds=found.seconds,
+    return SuggestResponse(masks=masks, prompts=found.prompts, decoded=found.decoded, seconds=found.seconds,
                            embedding_cached=cached)
+
+
+def _json(body: SuggestResponse) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _suggestion_stream(run: SuggestionRun) -> StreamingResponse:
+    """``run`` in a worker thread with its progress sent as lines while it works, then its masks. A client that
+    closes the stream stops the work at the next batch of grid points: nobody waits for it any more."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    stop = threading.Event()
+
+    def progress(done: int, planned: int) -> None:
+        loop.call_soon_threadsafe(lines.put_nowait, {"event": "progress", "done": done, "planned": planned})
+
+    def ended(task: asyncio.Future) -> None:
+        error = None if task.cancelled() else task.exception()  # read here: never reported as unretrieved
+        if isinstance(error, Cancelled):
+            logger.info("suggestions stopped: the client closed the stream (%s)", error)
+        lines.put_nowait(None)  # after every progress line: the loop runs its callbacks in order
+
+    task = asyncio.ensure_future(run_in_threadpool(lambda: _suggestions(*run(progress, stop.is_set))))
+    task.add_done_callback(ended)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            while (item := await lines.get()) is not None:
+                yield _line(item)
+            error = task.exception()
+            if error is None:
+                yield _line({"event": "suggested", **task.result().model_dump(mode="json")})
+            elif isinstance(error, InputError):
+                yield _line({"event": "error", "error": "bad_request", "detail": str(error)})
+            else:
+                logger.error("everything mode failed", exc_info=error)
+                yield _line({"event": "error", "error": "internal", "detail": "everything mode failed; see the "
+                             "server log"})
+        finally:
+            stop.set()
+
+    return StreamingResponse(events(), media_type="application/x-ndjson")
 
 
 def _job(status: JobStatus | None, job_id: str) -> JobInfo:

@@ -193,6 +193,8 @@ class SuggestSliceRequest(Strict):
     index: int = Field(ge=0, le=1_000_000)
     preset: Preset = "minmax"
     settings: EverythingOptions = Field(default_factory=EverythingOptions)
+    stream: bool = Field(False, description="answer as NDJSON: a progress line per batch of grid points, then the "
+                                            "masks; closing the stream stops the work")
 
 
 class SuggestedMask(BaseModel):

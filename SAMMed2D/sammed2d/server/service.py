@@ -11,13 +11,13 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..bounded_lru import BoundedLRU
 from ..errors import InputError
-from ..everything import EverythingSettings, Suggestions
+from ..everything import CancelCheck, EverythingSettings, ProgressCallback, Suggestions
 from ..ids import image_id, volume_id
 from ..intensity import fit_mapping
 from ..models import LoadedModel
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: propagations kept for re-runs after a correction (each holds its slices' masks and logits)
 KEPT_PROPAGATIONS = 8
+
+#: Everything mode on one checked slice: ``run(progress, cancel)`` → (suggestions, embedding was cached)
+SuggestionRun = Callable[[ProgressCallback | None, CancelCheck | None], tuple[Suggestions, bool]]
 
 
 @dataclass(frozen=True)
@@ -222,15 +225,21 @@ class SegmentationService:
 
     # Everything mode
 
-    def suggest_slice(self, given_id: str, request: SuggestSliceRequest) -> tuple[Suggestions, bool]:
-        """Everything mode on one slice, and whether its embedding was ready. Its model calls yield to clicks
-        (a grid takes m² decoder calls), one batch of grid points at a time."""
+    def suggestion(self, given_id: str, request: SuggestSliceRequest) -> SuggestionRun:
+        """Everything mode on one slice, checked now (so a bad request is refused before any answer starts) and
+        run when called: its suggestions, and whether the slice's embedding was ready. Its model calls yield to
+        clicks (a grid takes m² decoder calls), one batch of grid points at a time."""
         session = self.session(given_id, request.preset)
         session.volume.check_slice(request.axis, request.index)
         settings = EverythingSettings(**request.settings.model_dump(exclude_none=True))
-        cached = session.is_cached(request.axis, request.index)
-        with self.lock.background():
-            return session.suggest(request.axis, request.index, settings), cached
+
+        def run(progress: ProgressCallback | None = None, cancel: CancelCheck | None = None
+                ) -> tuple[Suggestions, bool]:
+            cached = session.is_cached(request.axis, request.index)
+            with self.lock.background():
+                return session.suggest(request.axis, request.index, settings, progress, cancel), cached
+
+        return run
 
     # propagation
 

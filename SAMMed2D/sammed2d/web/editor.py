@@ -296,7 +296,7 @@ class PageEditor:
             if volume is not None and volume.GetImageData() is not None else 1
         self.state.update({
             "status": status.message, "error": status.error or "", "busy": status.busy,
-            "propagating": status.busy and status.progress is not None,
+            "propagating": status.busy and status.work == "propagation",
             "progress_done": progress[0], "progress_planned": progress[1],
             "has_preview": bool(self.core.preview.masks),
             "suggestions": self.core.suggestion_count,

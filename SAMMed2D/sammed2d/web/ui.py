@@ -102,7 +102,7 @@ def _tool_panel(editor: PageEditor) -> None:
                        disabled=("suggestions < 2",), size="small", variant="text")
                 v.VBtn(icon="mdi-chevron-right", id="next-suggestion", click=editor.next_suggestion,
                        disabled=("suggestions < 2",), size="small", variant="text")
-            v.VProgressLinear(id="busy", v_show=("busy",), indeterminate=("!propagating",),
+            v.VProgressLinear(id="busy", v_show=("busy",), indeterminate=("!progress_planned",),
                               model_value=("progress_planned ? 100 * progress_done / progress_planned : 0",),
                               color="primary", classes="mb-2")
             html.Div("{{ status }}", id="status", classes="text-body-2")
