@@ -13,7 +13,7 @@ from conftest import DATA, require
 from sammed2d.intensity import fit_mapping
 from sammed2d.metrics import dice
 from sammed2d.predictor import Predictor
-from sammed2d.propagation import STOP_CHECKS, Propagation, PropagationSettings, StopReason
+from sammed2d.propagation import STOP_CHECKS, Propagation, PropagationSettings, StopReason, without_unlike_outline
 from sammed2d.session import EmbeddingCache, VolumeSession
 from sammed2d.volumes import read_labels, read_volume
 
@@ -57,10 +57,36 @@ def test_one_box_segments_the_tumour_in_3d_and_stops_at_its_ends(lung2):
     propagation = seeded(session, truth, int(truth.sum(axis=(1, 2)).argmax()))
     report = propagation.run()
     labels = propagation.labelmap()
-    assert dice(labels, truth) >= 0.84  # measured 0.856
+    assert dice(labels, truth) >= 0.90  # measured 0.909 (0.856 before answers were trimmed to the key's look)
     segmented = np.flatnonzero(labels.any(axis=(1, 2)))
     assert lesion.min() - 1 <= segmented.min() and segmented.max() <= lesion.max() + 1  # no leak beyond the ends
     assert {stop.direction for stop in report.stops} == {-1, +1}  # stopped by itself in both directions
+
+
+def test_an_answer_loses_what_its_outline_took_in_that_does_not_look_like_the_key(lung2):
+    """Where lung2's tumour shrinks (slices 23–25) the box alone fills the previous slice's box with lung; the
+    lung's air lies outside the key mask's 5–95 % intensity range and touches the answer's outline, so it goes."""
+    session, truth = lung2
+    trimmed, untrimmed = seeded(session, truth, 22), seeded(session, truth, 22, trim_unlike_outline=False)
+    trimmed.run()
+    untrimmed.run()
+    areas = {index: (truth[index].sum(), trimmed.masks()[index].sum(), untrimmed.masks()[index].sum())
+             for index in (23, 24, 25)}
+    assert areas[25] == (1070, 1991, 3603), areas  # measured
+    assert dice(trimmed.masks()[25], truth[25]) >= 0.64  # measured 0.664 against 0.454
+    assert dice(trimmed.labelmap(), truth) >= dice(untrimmed.labelmap(), truth) + 0.04  # measured 0.909 / 0.856
+
+
+def test_the_trim_keeps_the_inside_and_the_answer_it_would_empty():
+    image = np.full((12, 16), 100.0)
+    image[:, :3] = -800.0  # air the answer spilled into along its left edge (smoothing blurs it to column 4)
+    image[6, 9] = -800.0  # a dark pixel inside: the structure's own
+    mask = np.zeros((12, 16), bool)
+    mask[2:10, 1:14] = True
+    settings = PropagationSettings()
+    kept = without_unlike_outline(mask, image, (50.0, 150.0), settings)
+    assert not kept[:, :5].any() and np.array_equal(kept[:, 5:], mask[:, 5:])  # the inside stays, holes filled
+    assert np.array_equal(without_unlike_outline(mask, image, (500.0, 600.0), settings), mask)  # nothing would stay
 
 
 def test_a_box_trained_model_follows_a_large_organ_with_the_box_alone(chest_right_lung):
@@ -75,8 +101,8 @@ def test_a_box_trained_model_follows_a_large_organ_with_the_box_alone(chest_righ
     fed_logits = seeded(session, truth, key, use_mask_prompt=True)
     assert fed_logits.mask_prompted
     fed_logits.run()
-    assert dice(box_alone.labelmap(), truth) >= 0.85  # measured 0.881
-    assert dice(fed_logits.labelmap(), truth) <= 0.65  # measured 0.594
+    assert dice(box_alone.labelmap(), truth) >= 0.85  # measured 0.875
+    assert dice(fed_logits.labelmap(), truth) <= 0.65  # measured 0.615
 
 
 def test_key_slices_anchor_the_result_and_are_never_overwritten(lung2):
@@ -89,13 +115,13 @@ def test_key_slices_anchor_the_result_and_are_never_overwritten(lung2):
     for index in (17, 23):
         np.testing.assert_array_equal(masks[index], truth[index])
     assert all(propagation.results[index].source == 23 for index in range(18, 23))  # from the larger key
-    assert dice(propagation.labelmap(), truth) >= 0.88  # measured 0.898
+    assert dice(propagation.labelmap(), truth) >= 0.92  # measured 0.939
 
 
 def test_between_two_keys_the_larger_goes_first_and_the_other_fills_where_it_stops(lung2):
     """Boxes on the tumour's first and last slices (15, 25): the last slice's mask is the larger, its chain
-    stops three slices in (its mask has left the tumour's intensities), and the first slice's chain fills the
-    rest. The old rule (each half from the nearer key, only an empty mask stopping) let slice 25's half leak
+    stops three slices in (what is left of its answer there once the pixels unlike the key are trimmed is 3 %
+    of slice 23's mask), and the first slice's chain fills the rest. The old rule (each half from the nearer key, only an empty mask stopping) let slice 25's half leak
     into the lung: 3D Dice 0.466."""
     session, truth = lung2
     propagation = Propagation(session, "K")
@@ -104,10 +130,10 @@ def test_between_two_keys_the_larger_goes_first_and_the_other_fills_where_it_sto
         propagation.set_key(index, seed.masks[0], seed.low_res_logits[0], float(seed.scores[0]))
     report = propagation.run()
     inner = [stop for stop in report.stops if stop.source == 25 and stop.direction == -1]
-    assert [(stop.index, stop.reason.check) for stop in inner] == [(22, "appearance")]
+    assert [(stop.index, stop.reason.check) for stop in inner] == [(22, "shrink")]
     assert {index: result.source for index, result in propagation.results.items() if 15 < index < 25} == {
         **{index: 15 for index in range(16, 23)}, 23: 25, 24: 25}
-    assert dice(propagation.labelmap(), truth) >= 0.82  # measured 0.835
+    assert dice(propagation.labelmap(), truth) >= 0.79  # measured 0.809
 
     propagation.set_key(25, truth[25])  # the user draws the last slice's mask instead
     again = propagation.run()
@@ -197,13 +223,14 @@ def brain1(litemedsam):
 
 def test_a_part_that_splits_off_the_lesion_is_found(brain1):
     """brain1's lesion splits below its largest slice: a second part appears ~3 cm away on slices 12 and 11,
-    touching nothing on slice 13, so following the previous slice alone cannot reach it."""
+    touching nothing on slice 13, so following the previous slice alone cannot reach it. Measured on the model's
+    answers as they are (no trimming), so the figures are the search's alone."""
     session, truth = brain1
     key = int(truth.sum(axis=(1, 2)).argmax())
     lesion = np.flatnonzero(truth.any(axis=(1, 2)))
-    chain_only = seeded(session, truth, key)
+    chain_only = seeded(session, truth, key, trim_unlike_outline=False)
     chain_only.run()
-    propagation = seeded(session, truth, key, discover_radius=1.0)  # off by default
+    propagation = seeded(session, truth, key, discover_radius=1.0, trim_unlike_outline=False)  # off by default
     propagation.run()
     labels = propagation.labelmap()
     components, count = ndimage.label(truth[12])
@@ -221,13 +248,13 @@ def test_a_part_that_splits_off_the_lesion_is_found(brain1):
 
 def test_the_prompt_box_remembers_a_slice_where_the_lesion_narrows(brain1):
     """brain1's lesion is narrow on slice 14 and wide again on 13: a box from slice 14 alone cuts 13 in half,
-    a box that also covers slice 15's mask there does not."""
+    a box that also covers slice 15's mask there does not (untrimmed answers, as in the split-part test)."""
     session, truth = brain1
     key = int(truth.sum(axis=(1, 2)).argmax())
     assert truth[14].sum() < 0.5 * min(truth[13].sum(), truth[15].sum())
-    one_back = seeded(session, truth, key, box_memory=1, discover_radius=1.0)
+    one_back = seeded(session, truth, key, box_memory=1, discover_radius=1.0, trim_unlike_outline=False)
     one_back.run()
-    propagation = seeded(session, truth, key, discover_radius=1.0)
+    propagation = seeded(session, truth, key, discover_radius=1.0, trim_unlike_outline=False)
     propagation.run()
     recall_13 = [(found.labelmap()[13] & truth[13]).sum() / truth[13].sum() for found in (one_back, propagation)]
     assert recall_13[0] < 0.6 and recall_13[1] > 0.75  # measured 0.55 and 0.89
@@ -250,17 +277,19 @@ def test_the_box_margin_is_counted_in_the_model_input_pixels(lung2, brain1):
 
 
 def test_stop_reasons_name_their_check_and_what_it_measured(brain1, lung2):
-    """Measured: brain1's chains end on slices 11 and 19, lung2's upper one on 26, each when the mask no longer
-    holds the key's intensities (0 %, 2 % and 9 % of its pixels inside the key's 5–95 % range); lung2's lower
-    one on 14, where the answers with and without slice 15's mask overlap 3 %."""
+    """Measured: brain1's lower chain ends on slice 11, where none of the mask's pixels lie in the key's 5–95 %
+    intensity range; brain1's upper one on 18 and lung2's upper one on 26, where what is left of the answer once
+    the pixels unlike the key are trimmed is 10 % and 6 % of the previous mask; lung2's lower one on 14, where
+    the answers with and without slice 15's mask overlap 3 %."""
     stops = {}
     for name, (session, truth) in (("brain1", brain1), ("lung2", lung2)):
         key = int(truth.sum(axis=(1, 2)).argmax())
         for stop in seeded(session, truth, key).run().stops:
             stops[(name, stop.direction)] = stop
-    limits = {"appearance": PropagationSettings().min_appearance, "agreement": PropagationSettings().min_agreement}
-    measured_stops = (("brain1", -1, 11, "appearance", 0.0), ("brain1", +1, 19, "appearance", 0.016),
-                      ("lung2", +1, 26, "appearance", 0.09), ("lung2", -1, 14, "agreement", 0.03))
+    defaults = PropagationSettings()
+    limits = {"appearance": defaults.min_appearance, "agreement": defaults.min_agreement, "shrink": defaults.min_shrink}
+    measured_stops = (("brain1", -1, 11, "appearance", 0.0), ("brain1", +1, 18, "shrink", 0.096),
+                      ("lung2", +1, 26, "shrink", 0.065), ("lung2", -1, 14, "agreement", 0.034))
     for name, direction, index, check, measured in measured_stops:
         reason = stops[(name, direction)].reason
         assert stops[(name, direction)].index == index and isinstance(reason, StopReason)
@@ -272,8 +301,8 @@ def test_stop_reasons_name_their_check_and_what_it_measured(brain1, lung2):
 @pytest.mark.parametrize("check, settings, upper_stop", [
     ("score", {"min_score": 0.99}, 21),
     ("growth", {"max_growth": 0.5, "min_score": 0.0}, 21),
-    # the answers grow up to slice 24: the first that shrinks at all is 25
-    ("shrink", {"min_shrink": 1.0, "max_growth": 1e6, "min_score": 0.0}, 25),
+    # the answers grow up to slice 23: the first that shrinks at all is 24
+    ("shrink", {"min_shrink": 1.0, "max_growth": 1e6, "min_score": 0.0}, 24),
     ("growth-from-key", {"max_growth_from_key": 0.5, "min_shrink": 0.0, "max_growth": 1e6, "min_score": 0.0}, 21),
     ("appearance", {"min_appearance": 1.0, "min_score": 0.0}, 21),
     ("agreement", {"min_agreement": 1.0, "min_score": 0.0}, 21),

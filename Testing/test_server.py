@@ -49,9 +49,9 @@ TINY = ["--model", "sam-med2d", "--random-weights", "--vit", TINY_VIT_JSON, "--s
         "--no-compile"]
 TINY_LIMITS = ["--memory-budget", "3M", "--max-upload", "2M", "--max-request", "1M", "--prefetch", "1",
                "--max-jobs", "2"]
-#: lets a random network propagate through every slice (its scores and shapes mean nothing)
+#: lets a random network propagate through every slice (its scores, shapes and look mean nothing)
 PERMISSIVE = {"min_score": 0.0, "min_appearance": 0.0, "min_overlap": 0.0, "max_growth": 1e6, "min_shrink": 0.0,
-              "min_agreement": 0.0}
+              "min_agreement": 0.0, "trim_unlike_outline": False}
 
 
 @pytest.fixture(scope="module")

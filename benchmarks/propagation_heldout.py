@@ -57,6 +57,7 @@ SEARCH: dict[str, tuple] = {
     "discover_radius": (0.0, 1.0),
     "use_mask_prompt": (None, True),  # None: as the model was trained (LiteMedSAM: boxes only, so False)
     "min_agreement": (0.0, 0.1, 0.2, 0.3),
+    "trim_unlike_outline": (True, False),
 }
 
 

@@ -110,6 +110,7 @@ class PropagationOptions(Strict):
     min_shrink: float | None = Field(None, ge=0, le=1)
     min_overlap: float | None = Field(None, ge=0, le=1)
     min_appearance: float | None = Field(None, ge=0, le=1)
+    trim_unlike_outline: bool | None = None
     min_agreement: float | None = Field(None, ge=0, le=1)
     min_part: float | None = Field(None, ge=0, le=1)
     discover_radius: float | None = Field(None, ge=0, le=10, description="0 turns the search for split-off parts off")
