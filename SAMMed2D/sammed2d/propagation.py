@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Mapping
 
 import numpy as np
@@ -102,6 +103,18 @@ class PropagationSettings:
             raise InputError("refine_passes and box_margin cannot be negative")
         if self.box_memory < 1:
             raise InputError("box_memory must be at least 1: the previous slice prompts the next")
+
+
+@dataclass
+class _SliceImage:
+    """One slice's pixels, and their smoothed copy, made once per slice however many answers are trimmed."""
+
+    index: int
+    pixels: np.ndarray
+
+    @cached_property
+    def smoothed(self) -> np.ndarray:
+        return smoothed(self.pixels)
 
 
 @dataclass(frozen=True)
@@ -326,7 +339,7 @@ class Propagation:
     ) -> tuple[SliceResult | None, StopReason | None]:
         """This slice from the chain's ``recent`` results (nearest last), or why the structure ends here."""
         settings = self.settings
-        image = self.session.volume.slice(self.axis, index)
+        image = self._image(index)
         previous = recent[-1]
         logits = previous.low_res_logits
         earlier = [result.mask for result in recent[:-1]]
@@ -334,7 +347,7 @@ class Propagation:
         reasons: list[StopReason] = []  # the largest part's first
         for region in _parts(previous.mask, settings.min_area, settings.min_part):
             region = _widen_by_earlier(region, earlier)
-            part, reason = self._follow(index, image, region, logits, key)
+            part, reason = self._follow(image, region, logits, key)
             if part is None:
                 reasons.append(reason)
             else:
@@ -343,7 +356,7 @@ class Propagation:
             return None, reasons[0]
         found = np.logical_or.reduce([part.mask for part in parts])
         if settings.discover_radius > 0:
-            parts += self._discover(index, chain.direction, image, found, key)
+            parts += self._discover(chain.direction, image, found, key)
         mask = np.logical_or.reduce([part.mask for part in parts])
         growth = mask.sum() / key.mask.sum()
         if not chain.bounded and growth > settings.max_growth_from_key:
@@ -352,8 +365,11 @@ class Propagation:
         logits = np.maximum.reduce([part.logits for part in parts])
         return SliceResult(mask, score, logits, key.source, key.version, key.intensity_range), None
 
+    def _image(self, index: int) -> _SliceImage:
+        return _SliceImage(index, self.session.volume.slice(self.axis, index))
+
     def _follow(
-        self, index: int, image: np.ndarray, region: np.ndarray, logits: np.ndarray | None, key: SliceResult
+        self, image: _SliceImage, region: np.ndarray, logits: np.ndarray | None, key: SliceResult
     ) -> tuple[_Part | None, StopReason | None]:
         """Prompt one part of the previous slice's mask on this slice, and check that the answer continues it.
 
@@ -363,21 +379,19 @@ class Propagation:
         box = _box_with_margin(region, self.margin)
         point = _innermost_point(region) if settings.use_point else None
         kept_prompted = self.mask_prompted and logits is not None
-        part = self._segment(index, box, logits if kept_prompted else None, point, key)
+        part = self._segment(image, box, logits if kept_prompted else None, point, key)
         area = int(part.mask.sum())
         if area < settings.min_area:
             return None, StopReason("empty", area, settings.min_area)
-        reason = _stop_reason(image, part, region, box, key, settings)
+        reason = _stop_reason(image.pixels, part, region, box, key, settings)
         if reason is None and logits is not None and settings.min_agreement > 0:  # the other asking, as a check
-            other = self._segment(index, box, None if kept_prompted else logits, point, key)
+            other = self._segment(image, box, None if kept_prompted else logits, point, key)
             agreement = iou(part.mask, other.mask)
             if agreement < settings.min_agreement:
                 reason = StopReason("agreement", agreement, settings.min_agreement)
         return (None, reason) if reason else (part, None)
 
-    def _discover(
-        self, index: int, direction: int, image: np.ndarray, found: np.ndarray, key: SliceResult
-    ) -> list[_Part]:
+    def _discover(self, direction: int, image: _SliceImage, found: np.ndarray, key: SliceResult) -> list[_Part]:
         """Parts of the structure on this slice that the previous slice's parts do not lead to.
 
         Candidates are blobs of the key mask's middle intensities within ``discover_radius`` of the key mask.
@@ -388,9 +402,8 @@ class Propagation:
         settings = self.settings
         key_area = int(key.mask.sum())
         key_image = self.session.volume.slice(self.axis, key.source)
-        low, high = np.percentile(_smoothed(key_image)[key.mask], settings.discover_percentiles)
-        smooth = _smoothed(image)
-        blobs, count = ndimage.label((smooth >= low) & (smooth <= high))
+        low, high = np.percentile(smoothed(key_image)[key.mask], settings.discover_percentiles)
+        blobs, count = ndimage.label((image.smoothed >= low) & (image.smoothed <= high))
         sizes = np.bincount(blobs.ravel(), minlength=count + 1)
         radius = settings.discover_radius * 2.0 * np.sqrt(key_area / np.pi)  # the key's equivalent diameter
         reachable = np.unique(blobs[ndimage.distance_transform_edt(~key.mask) <= radius])
@@ -405,17 +418,17 @@ class Propagation:
             if (candidate & taken).sum() * 2 > sizes[label]:
                 continue
             box = _box_with_margin(candidate, self.margin)
-            part = self._segment(index, box, None, None, key)
+            part = self._segment(image, box, None, None, key)
             area = int(part.mask.sum())
             if (
                 area < settings.min_area or area > key_area or (part.mask & ~taken).sum() * 2 < area
                 or part.score < settings.min_score
-                or _unlike_key(image, part.mask, key, settings) or _misplaced(part.mask, box, settings)
-                or np.sign(key_contrast) * _contrast(image, part.mask) < min_contrast
-                or not self._continues(index + direction, part, key)
+                or _unlike_key(image.pixels, part.mask, key, settings) or _misplaced(part.mask, box, settings)
+                or np.sign(key_contrast) * _contrast(image.pixels, part.mask) < min_contrast
+                or not self._continues(image.index + direction, part, key)
             ):
                 continue
-            logger.debug("slice %d: found a new part of %d pixels (score %.2f)", index, area, part.score)
+            logger.debug("slice %d: found a new part of %d pixels (score %.2f)", image.index, area, part.score)
             parts.append(part)
             taken |= part.mask
         return parts
@@ -424,10 +437,9 @@ class Propagation:
         """Whether a part found on one slice can be followed onto the next one (a structure spans slices)."""
         if not self.first <= index <= self.last:
             return False
-        image = self.session.volume.slice(self.axis, index)
-        return self._follow(index, image, part.mask, part.logits, key)[0] is not None
+        return self._follow(self._image(index), part.mask, part.logits, key)[0] is not None
 
-    def _segment(self, index: int, box: list[float], logits: np.ndarray | None, point: list[float] | None,
+    def _segment(self, image: _SliceImage, box: list[float], logits: np.ndarray | None, point: list[float] | None,
                  key: SliceResult) -> _Part:
         """The model's answer to a box (and ``logits`` as mask prompt), re-prompted with its own box (and its own
         logits, when it was given some) ``refine_passes`` times, then trimmed to what looks like ``key``'s
@@ -435,7 +447,7 @@ class Propagation:
         settings = self.settings
         points, labels = ([point], [1]) if point is not None else (None, None)
         prediction = self.session.segment(
-            self.axis, index, points=points, point_labels=labels, box=box, mask_logits=logits
+            self.axis, image.index, points=points, point_labels=labels, box=box, mask_logits=logits
         )
         for _ in range(settings.refine_passes):
             if prediction.masks[0].sum() < settings.min_area:
@@ -443,12 +455,11 @@ class Propagation:
             own_box = _box_with_margin(prediction.masks[0], self.margin)
             own_logits = None if logits is None else prediction.low_res_logits[0]
             prediction = self.session.segment(
-                self.axis, index, points=points, point_labels=labels, box=own_box, mask_logits=own_logits
+                self.axis, image.index, points=points, point_labels=labels, box=own_box, mask_logits=own_logits
             )
         mask = prediction.masks[0]
         if settings.trim_unlike_outline and mask.sum() >= settings.min_area:
-            image = self.session.volume.slice(self.axis, index)
-            mask = without_unlike_outline(mask, image, key.intensity_range, settings)
+            mask = without_unlike_outline(mask, image.smoothed, key.intensity_range, settings)
         return _Part(mask, float(prediction.scores[0]), prediction.low_res_logits[0])
 
 
@@ -488,14 +499,13 @@ def _widen_by_earlier(region: np.ndarray, earlier: list[np.ndarray]) -> np.ndarr
     return widened
 
 
-def without_unlike_outline(mask: np.ndarray, image: np.ndarray, intensity_range: tuple[float, float],
+def without_unlike_outline(mask: np.ndarray, smoothed_image: np.ndarray, intensity_range: tuple[float, float],
                             settings: PropagationSettings) -> np.ndarray:
-    """The mask without the pixels of other intensity than ``intensity_range`` (the slice smoothed over about a
-    pixel) that connect to its outline, holes filled and specks left over dropped (``min_part``, as ``_parts``);
-    the mask as it was when that would leave it empty."""
+    """The mask without the pixels of other intensity than ``intensity_range`` on the slice (as ``smoothed``) that
+    connect to its outline, holes filled and specks left over dropped (``min_part``, as ``_parts``); the mask as
+    it was when that would leave it empty."""
     low, high = intensity_range
-    smooth = _smoothed(image)
-    unlike = mask & ((smooth < low) | (smooth > high))
+    unlike = mask & ((smoothed_image < low) | (smoothed_image > high))
     labels, _ = ndimage.label(unlike)
     outline = mask & ~ndimage.binary_erosion(mask)
     reached = np.unique(labels[outline & unlike])
@@ -505,7 +515,7 @@ def without_unlike_outline(mask: np.ndarray, image: np.ndarray, intensity_range:
     return np.logical_or.reduce(_parts(kept, settings.min_area, settings.min_part))
 
 
-def _smoothed(image: np.ndarray) -> np.ndarray:
+def smoothed(image: np.ndarray) -> np.ndarray:
     """The slice smoothed over about a pixel, so noise does not break a structure's blob into specks."""
     return ndimage.gaussian_filter(image.astype(np.float32), 1.0)
 
