@@ -10,14 +10,16 @@ to (a lesion splitting away from its largest slice) are looked for near the key 
 they look like it. The checks in ``STOP_CHECKS`` decide where a chain ends. Between two key slices the
 chain from the larger key mask goes first, since a box drawn around a larger cross-section still holds a
 smaller one while a growing structure outruns its box, and it may grow beyond its key's area; where it
-stops, the other key's chain fills the rest. Key slices are never overwritten. After a key changes, only
+stops, the other key's chain fills the rest. The two chains have met where the second one's answer touches
+the first one's; until then they follow different parts (a lesion in two pieces, each key on one of them),
+and a slice both reached shows both. Key slices are never overwritten. After a key changes, only
 the slices whose chain of predictions passes through it are recomputed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable, Mapping
 
@@ -164,10 +166,15 @@ class Stop:
 
 @dataclass
 class PropagationReport:
-    computed: list[int] = field(default_factory=list)
-    reused: list[int] = field(default_factory=list)
+    computed: list[int] = field(default_factory=list)  # slices with an answer computed in this run
+    reused: list[int] = field(default_factory=list)  # slices shown as an earlier run left them
     stops: list[Stop] = field(default_factory=list)
     cancelled: bool = False
+
+    @property
+    def done(self) -> int:
+        """Slices answered so far (one both chains between two keys reached counts once)."""
+        return len(set(self.computed) | set(self.reused))
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,8 @@ class _Chain:
     indices: list[int]
     #: runs towards another key slice, so the structure may grow beyond its own key's area on the way
     bounded: bool = False
-    #: the key slice whose chain was walked first over the same slices: this one ends where that one reached
+    #: the key slice whose chain was walked first over the same slices: this one ends where its answer touches
+    #: that one's
     meets: int | None = None
 
 
@@ -198,6 +206,11 @@ class Propagation:
         self.keys: dict[int, SliceResult] = {}
         self.results: dict[int, SliceResult] = {}
         self._stops: dict[tuple[int, int], Stop] = {}
+        #: a second chain's own answers on slices the first chain between the same keys also reached, where the
+        #: two followed different parts, with the version of the first chain's key they were checked against
+        self._beside: dict[int, tuple[SliceResult, int]] = {}
+        #: where each second chain met the first: (slice, its key's version, the first chain's key's version)
+        self._meetings: dict[tuple[int, int], tuple[int, int, int]] = {}
         self._versions = 0
         count = session.volume.slice_count(axis)
         first, last = self.settings.slice_range or (0, count - 1)
@@ -226,6 +239,7 @@ class Propagation:
         low, high = np.percentile(image[mask], (5, 95))
         self.keys[index] = SliceResult(mask, score, low_res_logits, index, self._versions, (float(low), float(high)))
         self.results.pop(index, None)
+        self._beside.pop(index, None)
 
     def sync_keys(self, keys: Mapping[int, tuple[np.ndarray, np.ndarray | None, float]]) -> None:
         """Make the key slices exactly ``keys`` (index → mask, logits, score) and keep what still holds: a key
@@ -239,9 +253,17 @@ class Propagation:
 
     def masks(self) -> dict[int, np.ndarray]:
         """Every segmented slice: keys and propagated ones."""
-        combined = {index: result.mask for index, result in self.results.items()}
+        combined = {index: self.result(index).mask for index in self.results}
         combined.update({index: key.mask for index, key in self.keys.items()})
         return combined
+
+    def result(self, index: int) -> SliceResult:
+        """A propagated slice as shown: the first chain's answer, with a second chain's beside it if there is one."""
+        result = self.results[index]
+        beside = self._beside.get(index)
+        if beside is None:
+            return result
+        return replace(result, mask=result.mask | beside[0].mask, score=min(result.score, beside[0].score))
 
     def labelmap(self) -> np.ndarray:
         """The (K, J, I) boolean volume of all segmented slices."""
@@ -253,18 +275,21 @@ class Propagation:
         """Predict every slice that is missing or depends on a changed key; reuse the rest."""
         if not self.keys:
             raise InputError("propagation needs at least one key slice")
-        before = dict(self.results), dict(self._stops)
+        before = dict(self.results), dict(self._stops), dict(self._beside), dict(self._meetings)
         chains = self._plan()
         planned = {index for chain in chains for index in chain.indices}
         self.results = {index: result for index, result in self.results.items() if index in planned}
+        self._beside = {index: beside for index, beside in self._beside.items() if index in planned}
         report = PropagationReport()
         total = len(planned)
         for chain in chains:
             if not self._walk(chain, report, total, progress, cancel):
                 report.cancelled = True
                 if not keep_partial:
-                    self.results, self._stops = before
+                    self.results, self._stops, self._beside, self._meetings = before
                 break
+        report.computed = list(dict.fromkeys(report.computed))  # a slice both chains reached, once
+        report.reused = [index for index in dict.fromkeys(report.reused) if index not in report.computed]
         return report
 
     def _plan(self) -> list[_Chain]:
@@ -289,15 +314,18 @@ class Propagation:
         reusing = True
         batch_size = self.session.predictor.model.encoder.batch_size
         for position, index in enumerate(chain.indices):
-            cached = self.results.get(index)
-            if cached is not None and cached.source == chain.meets and self._current(cached):
-                break  # the other key's chain has come this far
-            if reusing and cached is not None and cached.source == chain.source and self._current(cached):
+            met = self._first_chain_result(chain, index)
+            own = self._own_result(chain, index, met)
+            if reusing and own is not None:
                 report.reused.append(index)
-                trail.append(cached)
+                trail.append(own)
                 if progress is not None:  # a reused slice is part of the answer too (a stream sends every slice)
-                    progress(len(report.computed) + len(report.reused), total, index)
+                    progress(report.done, total, index)
                 continue
+            meeting = None if met is None else (index, key.version, met.version)
+            if reusing and meeting is not None and self._meetings.get((chain.source, chain.direction)) == meeting:
+                self._drop_from(chain, index)
+                return True
             if reusing and stop is not None and stop.version == key.version and stop.index == index:
                 report.stops.append(stop)
                 self._drop_from(chain, index)
@@ -308,6 +336,10 @@ class Propagation:
             # on a GPU the next slices of the chain are encoded together; a CPU does one at a time (batch size 1)
             self.session.encode_ahead(self.axis, chain.indices[position : position + batch_size])
             result, reason = self._predict(index, chain, trail[-self.settings.box_memory :], key)
+            if meeting is not None and (result is None or (result.mask & met.mask).any()):
+                self._meetings[(chain.source, chain.direction)] = meeting  # the chains found the same structure
+                self._drop_from(chain, index)
+                return True
             if result is None:
                 stop = Stop(chain.source, chain.direction, index, reason, key.version)
                 self._stops[(chain.source, chain.direction)] = stop
@@ -315,19 +347,43 @@ class Propagation:
                 self._drop_from(chain, index)
                 logger.info("propagation from slice %d stopped at %d: %s", chain.source, index, reason)
                 return True
-            self.results[index] = result
+            if met is None:
+                self.results[index] = result
+            else:  # another part of the structure than the first chain followed here
+                self._beside[index] = (result, met.version)
             report.computed.append(index)
             trail.append(result)
             if progress is not None:
-                progress(len(report.computed) + len(report.reused), total, index)
+                progress(report.done, total, index)
         self._stops.pop((chain.source, chain.direction), None)
+        self._meetings.pop((chain.source, chain.direction), None)
         return True
+
+    def _first_chain_result(self, chain: _Chain, index: int) -> SliceResult | None:
+        """The current result of the chain this one ``meets`` on a slice, if that chain reached it."""
+        result = self.results.get(index)
+        if chain.meets is None or result is None or result.source != chain.meets or not self._current(result):
+            return None
+        return result
+
+    def _own_result(self, chain: _Chain, index: int, met: SliceResult | None) -> SliceResult | None:
+        """This chain's result on a slice from an earlier run, if it still holds (its key, and the first chain's
+        result it was found beside, unchanged)."""
+        if met is None:
+            result = self.results.get(index)
+        else:
+            result, met_version = self._beside.get(index, (None, None))
+            if met_version != met.version:
+                return None
+        return result if result is not None and result.source == chain.source and self._current(result) else None
 
     def _drop_from(self, chain: _Chain, index: int) -> None:
         """Forget this chain's results from ``index`` on (the other key's chain may still fill them)."""
         for later in chain.indices[chain.indices.index(index):]:
             if later in self.results and self.results[later].source == chain.source:
                 del self.results[later]
+            if later in self._beside and self._beside[later][0].source == chain.source:
+                del self._beside[later]
 
     def _current(self, result: SliceResult) -> bool:
         """Whether a result comes from a key slice as it is now."""
