@@ -90,6 +90,15 @@ class Prepared:
     session: VolumeSession
     truth: np.ndarray  # (K, J, I) bool
     oracle: float
+    joined: float  # the share of the structure joined in 3D to its largest slice
+
+
+def joined_to_largest_slice(truth: np.ndarray) -> float:
+    """The share of the structure's voxels joined in 3D to its largest slice: all that a chain followed slice by
+    slice from one box there can reach (a lesion in two pieces that never touch has the rest elsewhere)."""
+    pieces, _ = ndimage.label(truth, structure=np.ones((3, 3, 3)))
+    on_largest = np.unique(pieces[int(truth.sum(axis=(1, 2)).argmax())])
+    return float(np.isin(pieces, on_largest[on_largest > 0]).sum() / truth.sum())
 
 
 def prepare(case: Case, predictor: Predictor, volumes: dict) -> Prepared:
@@ -111,7 +120,7 @@ def prepare(case: Case, predictor: Predictor, volumes: dict) -> Prepared:
     oracle = np.zeros_like(truth)
     for index in np.flatnonzero(truth.any(axis=(1, 2))):
         oracle[index] = session.segment("K", int(index), box=tight_box(truth[index])).masks[0]
-    return Prepared(case, session, truth, dice(oracle, truth))
+    return Prepared(case, session, truth, dice(oracle, truth), joined_to_largest_slice(truth))
 
 
 def tight_box(mask: np.ndarray) -> list[float]:
@@ -211,13 +220,14 @@ def main() -> None:
                 scores[(name, value)] = {
                     p.case.name: dice(propagate(p, mode, new, {name: value}), p.truth) for p in prepared}
         print(f"\n## {mode}\n")
-        print("| case | slices | oracle | old | new | held-out | held-out settings |" if searched else
-              "| case | slices | oracle | old | new |")
-        print("|---|---|---|---|---|---|---|" if searched else "|---|---|---|---|---|")
+        print("| case | slices | joined to the largest slice | oracle | old | new | held-out | held-out settings |"
+              if searched else "| case | slices | joined to the largest slice | oracle | old | new |")
+        print("|---|---|---|---|---|---|---|---|" if searched else "|---|---|---|---|---|---|")
         rows = []
         for p in prepared:
             row = [p.oracle, dice(propagate(p, mode, old, {}), p.truth), dice(propagate(p, mode, new, {}), p.truth)]
-            line = f"| {p.case.name} | {int(p.truth.any(axis=(1, 2)).sum())} | " + " | ".join(f"{v:.3f}" for v in row)
+            line = (f"| {p.case.name} | {int(p.truth.any(axis=(1, 2)).sum())} | {p.joined:.0%} | "
+                    + " | ".join(f"{v:.3f}" for v in row))
             if searched:
                 choice = held_out_choice(scores, p.case.name)
                 row.append(dice(propagate(p, mode, new, choice), p.truth))
@@ -226,7 +236,7 @@ def main() -> None:
             rows.append(row)
             print(line + " |")
         means = np.mean(rows, axis=0)
-        print("| mean | | " + " | ".join(f"{v:.3f}" for v in means) + (" | |" if searched else " |"))
+        print("| mean | | | " + " | ".join(f"{v:.3f}" for v in means) + (" | |" if searched else " |"))
         if searched:
             print("\nmean Dice over all cases, one setting changed at a time: "
                   + "; ".join(f"{name}={value}: {np.mean(list(scores[(name, value)].values())):.3f}"
