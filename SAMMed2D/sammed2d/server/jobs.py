@@ -59,7 +59,7 @@ class PropagationJob:
         self._thread.join(timeout)
 
     def _progress(self, done: int, planned: int, index: int) -> None:
-        result = self.propagation.result(index)
+        result = self.propagation.shown(index)
         self.status.done, self.status.planned = done, planned
         self._emit({"event": "slice", "index": index, "done": done, "planned": planned, "score": result.score,
                     "mask": pack_mask(result.mask)})
