@@ -564,14 +564,25 @@ def without_unlike_outline(mask: np.ndarray, smoothed_image: np.ndarray, intensi
     connect to its outline, holes filled and specks left over dropped (``min_part``, as ``_parts``); the mask as
     it was when that would leave it empty."""
     low, high = intensity_range
-    unlike = mask & ((smoothed_image < low) | (smoothed_image > high))
+    around = _around(mask)
+    inside, values = mask[around], smoothed_image[around]
+    unlike = inside & ((values < low) | (values > high))
     labels, _ = ndimage.label(unlike)
-    outline = mask & ~ndimage.binary_erosion(mask)
+    outline = inside & ~ndimage.binary_erosion(inside)
     reached = np.unique(labels[outline & unlike])
-    kept = ndimage.binary_fill_holes(mask & ~np.isin(labels, reached[reached > 0]))
+    kept = ndimage.binary_fill_holes(inside & ~np.isin(labels, reached[reached > 0]))
     if kept.sum() < settings.min_area:
         return mask
-    return np.logical_or.reduce(_parts(kept, settings.min_area, settings.min_part))
+    trimmed = np.zeros_like(mask)
+    trimmed[around] = np.logical_or.reduce(_parts(kept, settings.min_area, settings.min_part))
+    return trimmed
+
+
+def _around(mask: np.ndarray) -> tuple[slice, slice]:
+    """A non-empty mask's bounding box and one pixel more on each side: erosion, hole filling and labelling
+    give the same answer there as on the whole slice, at a fraction of the cost."""
+    rows, columns = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return (slice(max(rows.start - 1, 0), rows.stop + 1), slice(max(columns.start - 1, 0), columns.stop + 1))
 
 
 def smoothed(image: np.ndarray) -> np.ndarray:
